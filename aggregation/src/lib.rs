@@ -38,6 +38,7 @@
 
 mod aggregator;
 mod deaggregator;
+mod ids;
 mod key;
 pub mod proto;
 mod record;
@@ -51,6 +52,7 @@ pub use deaggregator::{
     AggregateView, Corruption, DeaggregatedRecord, DeaggregationStats, Deaggregator, Malformed,
     NotAggregated, RecordFormat, SubRecordRef, Utf8Bytes, deaggregate, deaggregate_into,
 };
+pub use ids::{InvalidSequenceNumber, SequenceNumber, ShardId};
 pub use key::{
     ExplicitHashKey, HashKey, MAX_PARTITION_KEY_CHARS, MAX_RECORD_DATA_SIZE, PartitionKey,
     ValidationError, hash_key, validate_data, validate_partition_key,
