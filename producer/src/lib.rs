@@ -1,7 +1,47 @@
-//! The Kinesis producer: the KPL's shard-aware aggregation, `PutRecords` collection, per-record
-//! retry, rate limiting and backpressure, in Rust.
+//! The Kinesis producer: the KPL's design in Rust, with backpressure and per-record outcomes.
 //!
-//! This crate is being built (the producer issue); today the workspace holds its place. The
-//! aggregated-record format it will use is [`kinesis_aggregation`].
+//! ```text
+//!  put(record) ── validate, hash key, wait for room (MaxOutstandingRecords/Bytes)
+//!      │
+//!      ▼                        one pipeline task owns everything below
+//!  shard map ──► per-shard aggregator ──► per-shard queue ──► collector ──► PutRecords (≤ MaxConnections)
+//!  (ListShards)   (AggregationMaxSize/     (rate limiter:      (≤ 500 records,        │
+//!                  Count, RecordMax-        RateLimit% of the   ≤ 5 MiB, sent when     │
+//!                  BufferedTime)            shard's limits)     full or due)           ▼
+//!                                               ▲                        per-entry results
+//!                                               └── retry (jittered backoff, RecordTtl) ◄─┤
+//!                                                                                          ▼
+//!                                   PutHandle ◄── outcome: shard, sequence number, sub-sequence, attempts
+//! ```
+//!
+//! - Records are routed by MD5 of the partition key (or the explicit hash key) through the
+//!   stream's shard map and aggregated per predicted shard; each aggregate carries its first
+//!   record's hash key as explicit hash key, so it lands where predicted. A record that lands on
+//!   another shard (a child after a split) is a success, and the map is listed again.
+//! - `PutRecords` failures are retried per entry (`FailedRecordCount`, `ErrorCode`); whole-request
+//!   failures (throttling, 5xx, timeouts, resets) retry the whole request. A record not put within
+//!   `RecordTtl` fails with [`PutError::Expired`], which gives the record back with every attempt.
+//!   Errors retrying cannot fix (stream not found, access denied) fail at once.
+//! - `put` waits for room; [`Producer::try_put`] gives the record back when full. Memory is bounded.
+//! - [`ProducerConfig::ordered_per_shard`] keeps each partition key's records in `put` order even
+//!   under throttling, at a cost in throughput.
+//! - Metrics use the KPL's names ([`metrics`]) through the `metrics` crate; requests have
+//!   `tracing` spans.
 
-pub use kinesis_aggregation;
+mod config;
+mod entry;
+mod limiter;
+pub mod metrics;
+mod outcome;
+mod pipeline;
+mod producer;
+mod shard_map;
+mod shards;
+
+pub use config::{ConfigError, MAX_COLLECTION_COUNT, MAX_COLLECTION_SIZE, ProducerConfig};
+pub use kinesis_aggregation::{self, SequenceNumber, ShardId, UserRecord, ValidationError};
+pub use limiter::{ShardLimiter, TokenBucket};
+pub use outcome::{Attempt, AttemptError, ErrorClass, PutError, PutOutcome, classify};
+pub use producer::{BuildError, Closed, Producer, ProducerBuilder, PutHandle, SubmitError};
+pub use shard_map::{ShardMap, ShardMapError, ShardRange};
+pub use shards::{ShardListError, load_shard_map};

@@ -1,0 +1,292 @@
+//! The units the pipeline moves: a user record waiting for its outcome ([`Member`]), and one
+//! Kinesis record to put with the user records it carries ([`Entry`]).
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use backon::{BackoffBuilder, ExponentialBackoff, ExponentialBuilder};
+use kinesis_aggregation::{
+    AggregateView, Aggregator, KinesisRecord, SequenceNumber, ShardId, UserRecord,
+};
+use tokio::sync::oneshot;
+use tokio::time::Instant;
+
+use crate::outcome::{Attempt, AttemptError, PutError, PutOutcome};
+
+/// The channel a `put` waits on.
+pub(crate) type Reply = oneshot::Sender<Result<PutOutcome, PutError>>;
+
+/// A user record on its way, once its data sits in an [`Entry`]'s Kinesis record. The data is not
+/// kept twice: on failure the record is rebuilt from the entry.
+#[derive(Debug)]
+pub(crate) struct Member {
+    pub reply: Reply,
+    pub arrived: Instant,
+    pub expires: Instant,
+    /// Bytes counted against `MaxOutstandingBytes`.
+    pub size: u32,
+    pub epoch: u64,
+}
+
+/// One Kinesis record to put, with the user records it carries, in order.
+#[derive(Debug)]
+pub(crate) struct Entry {
+    pub record: KinesisRecord,
+    /// True when `record` is an aggregate (even of one record it is sent plain, so false then).
+    pub aggregated: bool,
+    /// The shard the map predicts; `None` without a shard map.
+    pub predicted: Option<ShardId>,
+    pub members: Vec<Member>,
+    /// When the entry must be sent at the latest: its oldest record's arrival plus
+    /// `RecordMaxBufferedTime`.
+    pub send_by: Instant,
+    /// Not sent again before this (backoff).
+    pub not_before: Instant,
+    pub attempts: Vec<Attempt>,
+    /// When the last attempt ended (or the oldest record arrived): the origin of the next
+    /// attempt's `delay`.
+    pub last_event: Instant,
+    pub backoff: Option<ExponentialBackoff>,
+}
+
+impl Entry {
+    pub fn new(
+        record: KinesisRecord,
+        aggregated: bool,
+        predicted: Option<ShardId>,
+        members: Vec<Member>,
+        max_buffered: Duration,
+    ) -> Self {
+        let oldest = members
+            .iter()
+            .map(|m| m.arrived)
+            .min()
+            .expect("an entry has members");
+        Entry {
+            record,
+            aggregated,
+            predicted,
+            members,
+            send_by: oldest + max_buffered,
+            not_before: oldest,
+            attempts: Vec::new(),
+            last_event: oldest,
+            backoff: None,
+        }
+    }
+
+    /// Bytes this entry counts against `CollectionMaxSize` and the shard's byte rate.
+    pub fn billed_size(&self) -> usize {
+        self.record.billed_size()
+    }
+
+    pub fn earliest_expiry(&self) -> Instant {
+        self.members
+            .iter()
+            .map(|m| m.expires)
+            .min()
+            .expect("an entry has members")
+    }
+
+    /// The user records this entry carries, rebuilt from the Kinesis record.
+    pub fn user_records(&self) -> Vec<UserRecord> {
+        if !self.aggregated {
+            return vec![plain_user_record(&self.record)];
+        }
+        let view = AggregateView::parse(&self.record.data).expect("our own aggregates parse");
+        view.records()
+            .map(|sub| {
+                let record =
+                    UserRecord::new(sub.partition_key, self.record.data.slice_ref(sub.data))
+                        .expect("records were validated on put");
+                match sub.explicit_hash_key {
+                    Some(key) => record
+                        .with_explicit_hash_key(key)
+                        .expect("validated on put"),
+                    None => record,
+                }
+            })
+            .collect()
+    }
+
+    /// Records the start of an attempt; returns its index.
+    pub fn start_attempt(&mut self, now: Instant, wall: SystemTime) -> usize {
+        self.attempts.push(Attempt {
+            started: wall,
+            delay: now.saturating_duration_since(self.last_event),
+            duration: Duration::ZERO,
+            error: None,
+        });
+        self.attempts.len() - 1
+    }
+
+    /// Records the end of the last attempt.
+    pub fn end_attempt(&mut self, now: Instant, started: Instant, error: Option<AttemptError>) {
+        if let Some(attempt) = self.attempts.last_mut() {
+            attempt.duration = now.saturating_duration_since(started);
+            attempt.error = error;
+        }
+        self.last_event = now;
+    }
+
+    /// The delay before the next retry, from a jittered exponential backoff.
+    pub fn next_backoff(&mut self, min: Duration, max: Duration) -> Duration {
+        self.backoff
+            .get_or_insert_with(|| {
+                ExponentialBuilder::new()
+                    .with_min_delay(min)
+                    .with_max_delay(max)
+                    .with_jitter()
+                    .without_max_times()
+                    .build()
+            })
+            .next()
+            .unwrap_or(max)
+    }
+
+    /// Resolves every member as put.
+    pub fn succeed(
+        self,
+        shard_id: &ShardId,
+        sequence_number: &SequenceNumber,
+        ledger: &mut Ledger,
+    ) {
+        let aggregated = self.aggregated;
+        for (i, member) in self.members.into_iter().enumerate() {
+            let outcome = PutOutcome {
+                shard_id: shard_id.clone(),
+                sequence_number: sequence_number.clone(),
+                sub_sequence_number: aggregated.then_some(i as u64),
+                attempts: self.attempts.clone(),
+            };
+            ledger.resolve(member, Ok(outcome));
+        }
+    }
+
+    /// Splits the members into those still alive at `now` and those expired; the expired ones are
+    /// failed with [`PutError::Expired`] and returned with the dead ones. The survivors are rebuilt
+    /// into a new entry (or `None` when none is left). `aggregation_max_size` bounds the rebuilt
+    /// aggregate, which always fits: a subset of a valid aggregate is smaller.
+    pub fn drop_expired(
+        self,
+        now: Instant,
+        aggregation_max_size: usize,
+    ) -> (Option<Entry>, Vec<(Member, UserRecord)>) {
+        if self.members.iter().all(|m| m.expires > now) {
+            return (Some(self), Vec::new());
+        }
+        let records = self.user_records();
+        let Entry {
+            aggregated,
+            predicted,
+            members,
+            attempts,
+            last_event,
+            backoff,
+            send_by,
+            not_before,
+            ..
+        } = self;
+        let mut alive = Vec::new();
+        let mut dead = Vec::new();
+        for (member, record) in members.into_iter().zip(records) {
+            if member.expires > now {
+                alive.push((member, record));
+            } else {
+                dead.push((member, record));
+            }
+        }
+        if alive.is_empty() {
+            return (None, dead);
+        }
+        let (members, records): (Vec<Member>, Vec<UserRecord>) = alive.into_iter().unzip();
+        let (record, aggregated) = if aggregated {
+            let mut aggregator =
+                Aggregator::new(aggregation_max_size, u64::MAX).expect("valid limits");
+            for r in &records {
+                aggregator
+                    .try_add(r)
+                    .expect("a subset of an aggregate fits");
+            }
+            let sole = records.len() == 1;
+            (aggregator.finish().expect("not empty"), !sole)
+        } else {
+            (plain_kinesis_record(&records[0]), false)
+        };
+        let entry = Entry {
+            record,
+            aggregated,
+            predicted,
+            members,
+            send_by,
+            not_before,
+            attempts,
+            last_event,
+            backoff,
+        };
+        (Some(entry), dead)
+    }
+}
+
+/// Accounts for resolved records: what to give back to the backpressure semaphores, and which
+/// `flush` epochs still have records outstanding.
+#[derive(Debug, Default)]
+pub(crate) struct Ledger {
+    pub released_records: usize,
+    pub released_bytes: usize,
+    pub outstanding_by_epoch: std::collections::BTreeMap<u64, usize>,
+}
+
+impl Ledger {
+    pub fn admit(&mut self, epoch: u64, records: usize) {
+        *self.outstanding_by_epoch.entry(epoch).or_default() += records;
+    }
+
+    /// Delivers `result` to the member's `put` handle and accounts for it.
+    pub fn resolve(&mut self, member: Member, result: Result<PutOutcome, PutError>) {
+        // The caller may have dropped its handle; the outcome stands all the same.
+        let _ = member.reply.send(result);
+        self.released_records += 1;
+        self.released_bytes += member.size as usize;
+        if let std::collections::btree_map::Entry::Occupied(mut count) =
+            self.outstanding_by_epoch.entry(member.epoch)
+        {
+            *count.get_mut() -= 1;
+            if *count.get() == 0 {
+                count.remove();
+            }
+        }
+    }
+
+    /// Whether every record admitted in `epoch` or before is resolved.
+    pub fn settled_through(&self, epoch: u64) -> bool {
+        self.outstanding_by_epoch
+            .first_key_value()
+            .is_none_or(|(oldest, _)| *oldest > epoch)
+    }
+
+    pub fn outstanding(&self) -> usize {
+        self.outstanding_by_epoch.values().sum()
+    }
+}
+
+/// A user record sent on its own.
+pub(crate) fn plain_kinesis_record(record: &UserRecord) -> KinesisRecord {
+    KinesisRecord {
+        partition_key: record.partition_key().to_owned(),
+        explicit_hash_key: record.explicit_hash_key().map(|k| k.to_string()),
+        data: record.data().clone(),
+    }
+}
+
+fn plain_user_record(record: &KinesisRecord) -> UserRecord {
+    let user = UserRecord::new(record.partition_key.as_str(), record.data.clone())
+        .expect("validated on put");
+    match &record.explicit_hash_key {
+        Some(key) => user.with_explicit_hash_key(key).expect("validated on put"),
+        None => user,
+    }
+}
+
+/// Shared, cheaply cloned stream name for labels and requests.
+pub(crate) type StreamName = Arc<str>;

@@ -1,0 +1,800 @@
+//! The pipeline task: the one owner of the producer's buffers. It aggregates per predicted shard,
+//! collects Kinesis records into `PutRecords` requests under the per-shard rate limits, sends them,
+//! and retries or resolves every entry from the responses.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use aws_sdk_kinesis::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_kinesis::operation::put_records::{PutRecordsError, PutRecordsOutput};
+use aws_sdk_kinesis::primitives::Blob;
+use aws_sdk_kinesis::types::PutRecordsRequestEntry;
+use kinesis_aggregation::{Aggregator, HashKey, SequenceNumber, ShardId, UserRecord};
+use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::time::Instant;
+use tracing::Instrument;
+
+use crate::config::ProducerConfig;
+use crate::entry::{Entry, Ledger, Member, Reply, StreamName, plain_kinesis_record};
+use crate::limiter::ShardLimiter;
+use crate::metrics as m;
+use crate::outcome::{AttemptError, ErrorClass, PutError, classify};
+use crate::shard_map::ShardMap;
+use crate::shards;
+
+/// What the producer's handles send the pipeline.
+pub(crate) enum Command {
+    Put(Incoming),
+    /// Send everything now; answer when every record put before is resolved.
+    Flush(oneshot::Sender<()>),
+    /// Flush, then stop.
+    Shutdown,
+}
+
+/// A validated user record entering the pipeline.
+pub(crate) struct Incoming {
+    pub record: UserRecord,
+    pub hash_key: HashKey,
+    pub arrived: Instant,
+    pub size: u32,
+    pub reply: Reply,
+}
+
+/// The semaphores `put` waits on; the pipeline gives permits back as records resolve.
+pub(crate) struct Permits {
+    pub records: Semaphore,
+    pub bytes: Semaphore,
+}
+
+type PutRecordsResult = Result<PutRecordsOutput, SdkError<PutRecordsError>>;
+
+/// Aggregates of one predicted shard, and the members they hold.
+struct ShardBuffer {
+    aggregator: Aggregator,
+    members: Vec<Member>,
+}
+
+/// Entries waiting to be sent to one shard.
+struct ShardQueue {
+    /// Failed entries waiting for their backoff; sent before `fresh` ones.
+    retries: VecDeque<Entry>,
+    fresh: VecDeque<Entry>,
+    limiter: Option<ShardLimiter>,
+    /// Until when the limiter said no.
+    limited_until: Option<Instant>,
+    in_flight: usize,
+}
+
+struct InFlight {
+    entries: Vec<Entry>,
+    started: Instant,
+}
+
+type ShardKey = Option<ShardId>;
+
+pub(crate) struct Pipeline {
+    config: ProducerConfig,
+    stream: StreamName,
+    put_client: aws_sdk_kinesis::Client,
+    list_client: aws_sdk_kinesis::Client,
+    commands: mpsc::UnboundedReceiver<Command>,
+    permits: Arc<Permits>,
+    map: Option<Arc<ShardMap>>,
+    map_refreshing: bool,
+    next_map_refresh: Instant,
+    last_map_request: Option<Instant>,
+    map_tx: mpsc::UnboundedSender<Option<ShardMap>>,
+    map_rx: mpsc::UnboundedReceiver<Option<ShardMap>>,
+    buffers: HashMap<ShardKey, ShardBuffer>,
+    queues: HashMap<ShardKey, ShardQueue>,
+    queued_records: usize,
+    queued_bytes: usize,
+    in_flight: HashMap<u64, InFlight>,
+    next_request: u64,
+    responses_tx: mpsc::UnboundedSender<(u64, PutRecordsResult)>,
+    responses_rx: mpsc::UnboundedReceiver<(u64, PutRecordsResult)>,
+    ledger: Ledger,
+    epoch: u64,
+    flush_waiters: Vec<(u64, oneshot::Sender<()>)>,
+    closing: bool,
+}
+
+/// Messages handled per wake-up before the pipeline looks at its timers and sends.
+const BATCH: usize = 1024;
+/// The shortest gap between two shard-map refreshes caused by unexpected shards.
+const MIN_MAP_REFRESH_GAP: Duration = Duration::from_secs(1);
+
+impl Pipeline {
+    pub fn new(
+        config: ProducerConfig,
+        stream: StreamName,
+        put_client: aws_sdk_kinesis::Client,
+        list_client: aws_sdk_kinesis::Client,
+        commands: mpsc::UnboundedReceiver<Command>,
+        permits: Arc<Permits>,
+        map: Option<ShardMap>,
+    ) -> Self {
+        let (map_tx, map_rx) = mpsc::unbounded_channel();
+        let (responses_tx, responses_rx) = mpsc::unbounded_channel();
+        let now = Instant::now();
+        Pipeline {
+            next_map_refresh: now + config.shard_map_refresh_interval,
+            config,
+            stream,
+            put_client,
+            list_client,
+            commands,
+            permits,
+            map: map.map(Arc::new),
+            map_refreshing: false,
+            last_map_request: None,
+            map_tx,
+            map_rx,
+            buffers: HashMap::new(),
+            queues: HashMap::new(),
+            queued_records: 0,
+            queued_bytes: 0,
+            in_flight: HashMap::new(),
+            next_request: 0,
+            responses_tx,
+            responses_rx,
+            ledger: Ledger::default(),
+            epoch: 0,
+            flush_waiters: Vec::new(),
+            closing: false,
+        }
+    }
+
+    pub async fn run(mut self) {
+        let mut batch = Vec::with_capacity(BATCH);
+        loop {
+            let wake = self.next_wakeup(Instant::now());
+            tokio::select! {
+                received = self.commands.recv_many(&mut batch, BATCH), if !self.closing => {
+                    if received == 0 {
+                        // Every producer handle is gone: deliver what is buffered, then stop.
+                        self.start_closing();
+                    }
+                    let puts = batch.iter().filter(|c| matches!(c, Command::Put(_))).count();
+                    if puts > 0 {
+                        metrics::counter!(m::USER_RECORDS_RECEIVED, "stream" => self.stream.to_string())
+                            .increment(puts as u64);
+                    }
+                    for command in batch.drain(..) {
+                        self.handle(command);
+                    }
+                }
+                Some((id, result)) = self.responses_rx.recv() => self.handle_response(id, result),
+                Some(map) = self.map_rx.recv() => self.handle_map(map),
+                () = sleep_until(wake) => {}
+            }
+            while let Ok((id, result)) = self.responses_rx.try_recv() {
+                self.handle_response(id, result);
+            }
+            let now = Instant::now();
+            self.flush_due_buffers(now);
+            self.refresh_map_if_due(now);
+            self.dispatch(now);
+            self.settle();
+            if self.closing && self.ledger.outstanding() == 0 && self.in_flight.is_empty() {
+                return;
+            }
+        }
+    }
+
+    fn handle(&mut self, command: Command) {
+        match command {
+            Command::Put(incoming) => self.admit(incoming),
+            Command::Flush(done) => {
+                self.flush_waiters.push((self.epoch, done));
+                self.epoch += 1;
+                self.finish_all_buffers();
+            }
+            Command::Shutdown => self.start_closing(),
+        }
+    }
+
+    fn start_closing(&mut self) {
+        if self.closing {
+            return;
+        }
+        self.closing = true;
+        // Puts already in the channel were accepted: take them. Later sends fail (Closed).
+        self.commands.close();
+        while let Ok(command) = self.commands.try_recv() {
+            self.handle(command);
+        }
+        self.finish_all_buffers();
+    }
+
+    /// Whether everything queued should go out now rather than wait to fill a request.
+    fn flushing(&self) -> bool {
+        self.closing || !self.flush_waiters.is_empty()
+    }
+
+    fn admit(&mut self, incoming: Incoming) {
+        let Incoming {
+            record,
+            hash_key,
+            arrived,
+            size,
+            reply,
+        } = incoming;
+        self.ledger.admit(self.epoch, 1);
+        let member = Member {
+            reply,
+            arrived,
+            expires: arrived + self.config.record_ttl,
+            size,
+            epoch: self.epoch,
+        };
+        let shard = self.map.as_ref().map(|map| map.shard_for(hash_key).clone());
+        // Without a shard map, records cannot be grouped by shard: send them on their own.
+        if !self.config.aggregation_enabled || shard.is_none() {
+            let entry = Entry::new(
+                plain_kinesis_record(&record),
+                false,
+                shard.clone(),
+                vec![member],
+                self.config.record_max_buffered_time,
+            );
+            self.enqueue(shard, entry, false);
+            return;
+        }
+        let config = &self.config;
+        let buffer = self
+            .buffers
+            .entry(shard.clone())
+            .or_insert_with(|| ShardBuffer {
+                aggregator: Aggregator::new(
+                    config.aggregation_max_size,
+                    config.aggregation_max_count,
+                )
+                .expect("validated configuration"),
+                members: Vec::new(),
+            });
+        if buffer.aggregator.try_add(&record).is_err() {
+            let full = finish_buffer(buffer, shard.clone(), config.record_max_buffered_time);
+            buffer
+                .aggregator
+                .try_add(&record)
+                .expect("an empty aggregator takes any valid record");
+            if let Some(entry) = full {
+                self.enqueue(shard.clone(), entry, false);
+            }
+        }
+        let buffer = self.buffers.get_mut(&shard).expect("inserted above");
+        buffer.members.push(member);
+    }
+
+    fn enqueue(&mut self, shard: ShardKey, entry: Entry, retry: bool) {
+        self.queued_records += 1;
+        self.queued_bytes += entry.billed_size();
+        let rate_limit = self.config.rate_limit;
+        let queue = self
+            .queues
+            .entry(shard.clone())
+            .or_insert_with(|| ShardQueue {
+                retries: VecDeque::new(),
+                fresh: VecDeque::new(),
+                // Without a map the shard is unknown, so there is nothing to rate-limit against.
+                limiter: shard
+                    .as_ref()
+                    .map(|_| ShardLimiter::new(rate_limit, Instant::now())),
+                limited_until: None,
+                in_flight: 0,
+            });
+        if retry {
+            queue.retries.push_back(entry);
+        } else {
+            queue.fresh.push_back(entry);
+        }
+    }
+
+    /// Finishes the aggregates whose oldest record has waited `RecordMaxBufferedTime`.
+    fn flush_due_buffers(&mut self, now: Instant) {
+        let max_buffered = self.config.record_max_buffered_time;
+        let flushing = self.flushing();
+        let due: Vec<ShardKey> = self
+            .buffers
+            .iter()
+            .filter(|(_, b)| {
+                b.members
+                    .first()
+                    .is_some_and(|m| flushing || m.arrived + max_buffered <= now)
+            })
+            .map(|(k, _)| k.clone())
+            .collect();
+        for shard in due {
+            let buffer = self.buffers.get_mut(&shard).expect("listed above");
+            if let Some(entry) = finish_buffer(buffer, shard.clone(), max_buffered) {
+                self.enqueue(shard, entry, false);
+            }
+        }
+    }
+
+    fn finish_all_buffers(&mut self) {
+        let max_buffered = self.config.record_max_buffered_time;
+        let shards: Vec<ShardKey> = self.buffers.keys().cloned().collect();
+        for shard in shards {
+            let buffer = self.buffers.get_mut(&shard).expect("listed above");
+            if let Some(entry) = finish_buffer(buffer, shard.clone(), max_buffered) {
+                self.enqueue(shard, entry, false);
+            }
+        }
+    }
+
+    /// When the pipeline must next look at its timers.
+    fn next_wakeup(&self, now: Instant) -> Instant {
+        let far = now + Duration::from_secs(3600);
+        let mut wake = if self.closing {
+            far
+        } else {
+            self.next_map_refresh.min(far)
+        };
+        let max_buffered = self.config.record_max_buffered_time;
+        for buffer in self.buffers.values() {
+            if let Some(first) = buffer.members.first() {
+                wake = wake.min(first.arrived + max_buffered);
+            }
+        }
+        if self.in_flight.len() < self.config.max_connections {
+            for queue in self.queues.values() {
+                if let Some(until) = queue.limited_until {
+                    wake = wake.min(until);
+                    continue;
+                }
+                for entry in &queue.retries {
+                    wake = wake.min(entry.not_before);
+                }
+                if let Some(front) = queue.fresh.front() {
+                    wake = wake.min(front.send_by);
+                }
+            }
+        }
+        wake.max(now)
+    }
+
+    /// Sends as many requests as are due, within `MaxConnections`.
+    fn dispatch(&mut self, now: Instant) {
+        while self.in_flight.len() < self.config.max_connections && self.queued_records > 0 {
+            if !self.request_due(now) {
+                return;
+            }
+            let entries = self.collect(now);
+            if entries.is_empty() {
+                return;
+            }
+            self.send(entries, now);
+        }
+    }
+
+    fn request_due(&self, now: Instant) -> bool {
+        if self.flushing()
+            || self.queued_records >= self.config.collection_max_count
+            || self.queued_bytes >= self.config.collection_max_size
+        {
+            return true;
+        }
+        self.queues.values().any(|q| {
+            q.retries.iter().any(|e| e.not_before <= now)
+                || q.fresh.front().is_some_and(|e| e.send_by <= now)
+        })
+    }
+
+    /// Takes entries for one request: retries first, then fresh entries, shard by shard (starting
+    /// at a rotating shard for fairness), within each shard's rate limit.
+    fn collect(&mut self, now: Instant) -> Vec<Entry> {
+        let max_count = self.config.collection_max_count;
+        let max_size = self.config.collection_max_size;
+        let ordered = self.config.ordered_per_shard;
+        let aggregation_max_size = self.config.aggregation_max_size;
+        let mut entries: Vec<Entry> = Vec::new();
+        let mut size = 0;
+        let mut expired = Vec::new();
+        let mut shards: Vec<ShardKey> = self.queues.keys().cloned().collect();
+        if !shards.is_empty() {
+            let start = (self.next_request as usize) % shards.len();
+            shards.rotate_left(start);
+        }
+        'shards: for shard in shards {
+            let queue = self.queues.get_mut(&shard).expect("listed above");
+            if queue.limited_until.is_some_and(|until| until > now) {
+                continue;
+            }
+            queue.limited_until = None;
+            if ordered && queue.in_flight > 0 {
+                continue;
+            }
+            let mut taken_here = 0;
+            loop {
+                if entries.len() >= max_count || (ordered && taken_here == 1) {
+                    break;
+                }
+                // Retries go first; in ordered mode a retry that must still wait blocks its shard.
+                let from_retries = match queue.retries.iter().position(|e| e.not_before <= now) {
+                    Some(i) if !ordered || i == 0 => Some(i),
+                    _ if ordered && !queue.retries.is_empty() => break,
+                    _ => None,
+                };
+                let candidate = match from_retries {
+                    Some(i) => queue.retries.get(i),
+                    None => queue.fresh.front(),
+                };
+                let Some(candidate) = candidate else { break };
+                let billed = candidate.billed_size();
+                if size + billed > max_size {
+                    break 'shards;
+                }
+                if let Some(limiter) = &mut queue.limiter
+                    && let Err(wait) = limiter.try_acquire(now, billed)
+                {
+                    queue.limited_until = Some(now + wait);
+                    break;
+                }
+                let entry = match from_retries {
+                    Some(i) => queue.retries.remove(i),
+                    None => queue.fresh.pop_front(),
+                }
+                .expect("candidate exists");
+                self.queued_records -= 1;
+                self.queued_bytes -= billed;
+                let (alive, dead) = entry.drop_expired(now, aggregation_max_size);
+                expired.extend(dead);
+                if let Some(entry) = alive {
+                    size += entry.billed_size();
+                    taken_here += 1;
+                    entries.push(entry);
+                }
+            }
+        }
+        for (member, record) in expired {
+            self.expire(member, record, Vec::new());
+        }
+        entries
+    }
+
+    fn expire(&mut self, member: Member, record: UserRecord, attempts: Vec<crate::Attempt>) {
+        metrics::counter!(m::USER_RECORD_EXPIRED, "stream" => self.stream.to_string()).increment(1);
+        self.ledger.resolve(
+            member,
+            Err(PutError::Expired {
+                record: Box::new(record),
+                attempts,
+            }),
+        );
+    }
+
+    fn send(&mut self, mut entries: Vec<Entry>, now: Instant) {
+        let id = self.next_request;
+        self.next_request += 1;
+        let wall = SystemTime::now();
+        let mut records = Vec::with_capacity(entries.len());
+        let mut user_records = 0;
+        for entry in &mut entries {
+            if entry.attempts.is_empty() {
+                let oldest = entry
+                    .members
+                    .iter()
+                    .map(|m| m.arrived)
+                    .min()
+                    .expect("members");
+                metrics::histogram!(m::BUFFERING_TIME, "stream" => self.stream.to_string())
+                    .record(now.saturating_duration_since(oldest).as_secs_f64() * 1000.0);
+            }
+            entry.start_attempt(now, wall);
+            user_records += entry.members.len();
+            if let Some(queue) = self.queues.get_mut(&entry.predicted) {
+                queue.in_flight += 1;
+            }
+            records.push(
+                PutRecordsRequestEntry::builder()
+                    .partition_key(entry.record.partition_key.as_str())
+                    .set_explicit_hash_key(entry.record.explicit_hash_key.clone())
+                    .data(Blob::new(entry.record.data.to_vec()))
+                    .build()
+                    .expect("partition key and data are set"),
+            );
+        }
+        metrics::histogram!(m::KINESIS_RECORDS_PER_PUT_RECORDS_REQUEST, "stream" => self.stream.to_string())
+            .record(entries.len() as f64);
+        metrics::histogram!(m::USER_RECORDS_PER_PUT_RECORDS_REQUEST, "stream" => self.stream.to_string())
+            .record(user_records as f64);
+        let span = tracing::debug_span!("put_records", stream = %self.stream, request = id, kinesis_records = records.len(), user_records);
+        let client = self.put_client.clone();
+        let stream = self.stream.clone();
+        let responses = self.responses_tx.clone();
+        tokio::spawn(
+            async move {
+                let result = client
+                    .put_records()
+                    .stream_name(&*stream)
+                    .set_records(Some(records))
+                    .send()
+                    .await;
+                if let Err(error) = &result {
+                    tracing::debug!(error = %aws_sdk_kinesis::error::DisplayErrorContext(error), "PutRecords failed");
+                }
+                let _ = responses.send((id, result));
+            }
+            .instrument(span),
+        );
+        self.in_flight.insert(
+            id,
+            InFlight {
+                entries,
+                started: now,
+            },
+        );
+    }
+
+    fn handle_response(&mut self, id: u64, result: PutRecordsResult) {
+        let Some(InFlight { entries, started }) = self.in_flight.remove(&id) else {
+            return;
+        };
+        let now = Instant::now();
+        metrics::histogram!(m::REQUEST_TIME, "stream" => self.stream.to_string())
+            .record(now.saturating_duration_since(started).as_secs_f64() * 1000.0);
+        for entry in &entries {
+            if let Some(queue) = self.queues.get_mut(&entry.predicted) {
+                queue.in_flight -= 1;
+            }
+        }
+        let results = match result {
+            Ok(output) if output.records().len() == entries.len() => output.records,
+            Ok(output) => {
+                let error = AttemptError {
+                    code: "InternalFailure".into(),
+                    message: format!(
+                        "PutRecords answered {} results for {} records",
+                        output.records().len(),
+                        entries.len()
+                    ),
+                };
+                return self.fail_all(entries, error, now, started);
+            }
+            Err(error) => return self.fail_all(entries, request_error(&error), now, started),
+        };
+        let mut retries: Vec<(ShardKey, Entry)> = Vec::new();
+        for (mut entry, result) in entries.into_iter().zip(results) {
+            let placed = match (
+                &result.error_code,
+                &result.shard_id,
+                &result.sequence_number,
+            ) {
+                (None, Some(shard_id), Some(sequence)) => Some(
+                    SequenceNumber::new(sequence)
+                        .map(|sequence| (ShardId::from(shard_id.as_str()), sequence))
+                        .map_err(|e| e.to_string()),
+                ),
+                _ => None,
+            };
+            match placed {
+                Some(Ok((shard_id, sequence))) => {
+                    entry.end_attempt(now, started, None);
+                    self.succeed(entry, shard_id, sequence);
+                }
+                failed => {
+                    let error = match failed {
+                        // Not retried: the record was stored, a retry would duplicate it.
+                        Some(Err(invalid)) => AttemptError {
+                            code: "InvalidResponse".into(),
+                            message: format!(
+                                "PutRecords answered an invalid sequence number: {invalid}"
+                            ),
+                        },
+                        _ => AttemptError {
+                            code: result
+                                .error_code
+                                .unwrap_or_else(|| "InternalFailure".into()),
+                            message: result.error_message.unwrap_or_default(),
+                        },
+                    };
+                    entry.end_attempt(now, started, Some(error.clone()));
+                    if let Some(entry) = self.handle_failure(entry, &error, now) {
+                        retries.push((entry.predicted.clone(), entry));
+                    }
+                }
+            }
+        }
+        for (shard, entry) in retries {
+            self.enqueue(shard, entry, true);
+        }
+    }
+
+    fn fail_all(
+        &mut self,
+        entries: Vec<Entry>,
+        error: AttemptError,
+        now: Instant,
+        started: Instant,
+    ) {
+        for mut entry in entries {
+            entry.end_attempt(now, started, Some(error.clone()));
+            if let Some(entry) = self.handle_failure(entry, &error, now) {
+                self.enqueue(entry.predicted.clone(), entry, true);
+            }
+        }
+    }
+
+    fn succeed(&mut self, entry: Entry, shard_id: ShardId, sequence: SequenceNumber) {
+        if entry.predicted.as_ref().is_some_and(|p| p != &shard_id) {
+            // After a split the record lands on a child shard: a success, but the map is stale.
+            self.request_map_refresh();
+        }
+        let labels = [
+            ("stream", self.stream.to_string()),
+            ("shard", shard_id.to_string()),
+        ];
+        metrics::counter!(m::KINESIS_RECORDS_PUT, &labels).increment(1);
+        metrics::counter!(m::KINESIS_RECORDS_DATA_PUT, &labels)
+            .increment(entry.record.data.len() as u64);
+        metrics::counter!(m::USER_RECORDS_PUT, &labels).increment(entry.members.len() as u64);
+        metrics::histogram!(m::USER_RECORDS_PER_KINESIS_RECORD, &labels)
+            .record(entry.members.len() as f64);
+        metrics::histogram!(m::RETRIES_PER_RECORD, &labels)
+            .record((entry.attempts.len() - 1) as f64);
+        let data: u64 = entry.members.iter().map(|m| u64::from(m.size)).sum();
+        metrics::counter!(m::USER_RECORDS_DATA_PUT, &labels).increment(data);
+        entry.succeed(&shard_id, &sequence, &mut self.ledger);
+    }
+
+    /// Decides what a failed attempt means for an entry: retry it later (returned), or resolve its
+    /// records now.
+    fn handle_failure(
+        &mut self,
+        mut entry: Entry,
+        error: &AttemptError,
+        now: Instant,
+    ) -> Option<Entry> {
+        let class = classify(&error.code);
+        let shard = entry
+            .predicted
+            .as_ref()
+            .map(ToString::to_string)
+            .unwrap_or_default();
+        metrics::counter!(m::ERRORS_BY_CODE, "stream" => self.stream.to_string(), "shard" => shard, "code" => error.code.clone())
+            .increment(1);
+        metrics::counter!(m::ALL_ERRORS, "stream" => self.stream.to_string()).increment(1);
+        let fail_now = match class {
+            ErrorClass::Fatal => true,
+            ErrorClass::Throttled => self.config.fail_if_throttled,
+            ErrorClass::Transient => false,
+        };
+        if fail_now {
+            let records = entry.user_records();
+            for (member, record) in entry.members.into_iter().zip(records) {
+                let record = Box::new(record);
+                let attempts = entry.attempts.clone();
+                let error = match class {
+                    ErrorClass::Fatal => PutError::Rejected {
+                        record,
+                        code: error.code.clone(),
+                        message: error.message.clone(),
+                        attempts,
+                    },
+                    _ => PutError::Throttled { record, attempts },
+                };
+                self.ledger.resolve(member, Err(error));
+            }
+            return None;
+        }
+        let delay = entry.next_backoff(self.config.min_backoff, self.config.max_backoff);
+        // Never wait past the first expiry: the record must fail with Expired on time.
+        entry.not_before = (now + delay).min(entry.earliest_expiry());
+        let (alive, dead) = entry.drop_expired(now, self.config.aggregation_max_size);
+        let attempts = alive.as_ref().map(|e| e.attempts.clone());
+        for (member, record) in dead {
+            self.expire(member, record, attempts.clone().unwrap_or_default());
+        }
+        alive
+    }
+
+    fn request_map_refresh(&mut self) {
+        let now = Instant::now();
+        if self
+            .last_map_request
+            .is_some_and(|t| now < t + MIN_MAP_REFRESH_GAP)
+        {
+            return;
+        }
+        self.next_map_refresh = now;
+    }
+
+    fn refresh_map_if_due(&mut self, now: Instant) {
+        if self.map_refreshing || now < self.next_map_refresh || self.closing {
+            return;
+        }
+        self.map_refreshing = true;
+        self.last_map_request = Some(now);
+        self.next_map_refresh = now + self.config.shard_map_refresh_interval;
+        let client = self.list_client.clone();
+        let stream = self.stream.clone();
+        let tx = self.map_tx.clone();
+        tokio::spawn(async move {
+            let map = match shards::load_shard_map(&client, &stream).await {
+                Ok(map) => Some(map),
+                Err(error) => {
+                    tracing::warn!(%error, "shard map refresh failed; keeping the previous map");
+                    None
+                }
+            };
+            let _ = tx.send(map);
+        });
+    }
+
+    fn handle_map(&mut self, map: Option<ShardMap>) {
+        self.map_refreshing = false;
+        let Some(map) = map else { return };
+        if self.map.as_deref() == Some(&map) {
+            return;
+        }
+        tracing::info!(shards = map.len(), "shard map changed");
+        // Aggregates predicted with the old map go out as they are: each lands on the shard that
+        // owns its explicit hash key now.
+        self.finish_all_buffers();
+        self.buffers
+            .retain(|shard, _| shard.as_ref().is_some_and(|s| map.range_of(s).is_some()));
+        self.map = Some(Arc::new(map));
+    }
+
+    /// Gives resolved records' permits back and answers flushes that are complete.
+    fn settle(&mut self) {
+        if self.ledger.released_records > 0 {
+            self.permits
+                .records
+                .add_permits(self.ledger.released_records);
+            self.permits.bytes.add_permits(self.ledger.released_bytes);
+            self.ledger.released_records = 0;
+            self.ledger.released_bytes = 0;
+            metrics::gauge!(m::USER_RECORDS_PENDING, "stream" => self.stream.to_string())
+                .set(self.ledger.outstanding() as f64);
+        }
+        let (settled, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.flush_waiters)
+            .into_iter()
+            .partition(|(epoch, _)| self.ledger.settled_through(*epoch));
+        self.flush_waiters = waiting;
+        for (_, done) in settled {
+            let _ = done.send(());
+        }
+    }
+}
+
+/// Finishes a shard's aggregate into an entry; `None` when the buffer is empty.
+fn finish_buffer(
+    buffer: &mut ShardBuffer,
+    shard: ShardKey,
+    max_buffered: Duration,
+) -> Option<Entry> {
+    let record = buffer.aggregator.finish()?;
+    let members = std::mem::take(&mut buffer.members);
+    let aggregated = members.len() > 1;
+    Some(Entry::new(record, aggregated, shard, members, max_buffered))
+}
+
+/// The code and message of a whole-request failure.
+fn request_error(error: &SdkError<PutRecordsError>) -> AttemptError {
+    match error {
+        SdkError::ServiceError(service) => AttemptError {
+            code: service.err().code().unwrap_or("InternalFailure").to_owned(),
+            message: service.err().message().unwrap_or_default().to_owned(),
+        },
+        SdkError::TimeoutError(_) => AttemptError {
+            code: "Timeout".into(),
+            message: "PutRecords timed out (RequestTimeout); it may have succeeded".into(),
+        },
+        SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => AttemptError {
+            code: "ConnectionError".into(),
+            message: aws_sdk_kinesis::error::DisplayErrorContext(error).to_string(),
+        },
+        _ => AttemptError {
+            code: "ClientError".into(),
+            message: aws_sdk_kinesis::error::DisplayErrorContext(error).to_string(),
+        },
+    }
+}
+
+async fn sleep_until(deadline: Instant) {
+    tokio::time::sleep_until(deadline).await;
+}

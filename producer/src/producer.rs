@@ -1,0 +1,352 @@
+//! The public face of the producer: build it, `put` records, await their outcomes, flush, shut down.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll};
+
+use aws_sdk_kinesis::config::retry::RetryConfig;
+use aws_sdk_kinesis::config::timeout::TimeoutConfig;
+use bytes::Bytes;
+use kinesis_aggregation::{UserRecord, ValidationError};
+use tokio::sync::{Mutex, Semaphore, mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use crate::config::{ConfigError, ProducerConfig};
+use crate::outcome::{PutError, PutOutcome};
+use crate::pipeline::{Command, Incoming, Permits, Pipeline};
+use crate::shards::load_shard_map;
+
+/// Why the producer could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BuildError {
+    /// The configuration is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The stream does not exist.
+    #[error("stream {stream} not found")]
+    StreamNotFound {
+        /// The stream.
+        stream: String,
+    },
+}
+
+/// Why `put` did not take a record. The record is given back where there is one.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SubmitError {
+    /// The partition key, explicit hash key or data breaks a Kinesis rule.
+    #[error(transparent)]
+    Invalid(#[from] ValidationError),
+    /// `try_put` only: the producer holds its maximum of outstanding records or bytes.
+    #[error("the producer is full (MaxOutstandingRecords / MaxOutstandingBytes); retry later")]
+    Full(Box<UserRecord>),
+    /// The producer is shut down.
+    #[error("the producer is shut down")]
+    Closed(Box<UserRecord>),
+}
+
+impl SubmitError {
+    /// The record that was not taken, if there is one.
+    pub fn into_record(self) -> Option<UserRecord> {
+        match self {
+            SubmitError::Invalid(_) => None,
+            SubmitError::Full(record) | SubmitError::Closed(record) => Some(*record),
+        }
+    }
+}
+
+/// The producer has stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the producer is shut down")]
+pub struct Closed;
+
+/// Builds a [`Producer`]: the KPL options are set here or through [`ProducerBuilder::config`].
+pub struct ProducerBuilder {
+    client: aws_sdk_kinesis::Client,
+    stream: String,
+    config: ProducerConfig,
+}
+
+macro_rules! builder_setters {
+    ($($name:ident : $ty:ty),* $(,)?) => {
+        $(
+            #[doc = concat!("See [`ProducerConfig::", stringify!($name), "`].")]
+            pub fn $name(mut self, value: $ty) -> Self {
+                self.config = self.config.$name(value);
+                self
+            }
+        )*
+    };
+}
+
+impl ProducerBuilder {
+    /// Replaces the whole configuration.
+    pub fn config(mut self, config: ProducerConfig) -> Self {
+        self.config = config;
+        self
+    }
+
+    builder_setters! {
+        aggregation_enabled: bool,
+        aggregation_max_count: u64,
+        aggregation_max_size: usize,
+        collection_max_count: usize,
+        collection_max_size: usize,
+        record_max_buffered_time: std::time::Duration,
+        record_ttl: std::time::Duration,
+        rate_limit: u32,
+        fail_if_throttled: bool,
+        max_connections: usize,
+        request_timeout: std::time::Duration,
+        connect_timeout: std::time::Duration,
+        max_outstanding_records: usize,
+        max_outstanding_bytes: usize,
+        ordered_per_shard: bool,
+        shard_map_refresh_interval: std::time::Duration,
+        min_backoff: std::time::Duration,
+        max_backoff: std::time::Duration,
+    }
+
+    /// Lists the stream's shards and starts the pipeline task (on the current Tokio runtime).
+    ///
+    /// Fails when the configuration is invalid or the stream does not exist. When the shards
+    /// cannot be listed for another reason (e.g. `ListShards` is not allowed), the producer starts
+    /// without a shard map and sends records unaggregated until a later refresh succeeds.
+    pub async fn build(self) -> Result<Producer, BuildError> {
+        let ProducerBuilder {
+            client,
+            stream,
+            config,
+        } = self;
+        config.validate()?;
+        let map = match load_shard_map(&client, &stream).await {
+            Ok(map) => Some(map),
+            Err(error) if error.code() == Some("ResourceNotFoundException") => {
+                return Err(BuildError::StreamNotFound { stream });
+            }
+            Err(error) => {
+                tracing::warn!(%error, "no shard map: records go out unaggregated until one is listed");
+                None
+            }
+        };
+        // Retries are this producer's (per record, with backoff and TTL), so the SDK makes one
+        // attempt per request.
+        let put_client = aws_sdk_kinesis::Client::from_conf(
+            client
+                .config()
+                .to_builder()
+                .retry_config(RetryConfig::disabled())
+                .timeout_config(
+                    TimeoutConfig::builder()
+                        .operation_attempt_timeout(config.request_timeout)
+                        .connect_timeout(config.connect_timeout)
+                        .build(),
+                )
+                .build(),
+        );
+        let permits = Arc::new(Permits {
+            records: Semaphore::new(config.max_outstanding_records),
+            bytes: Semaphore::new(config.max_outstanding_bytes),
+        });
+        let (commands, receiver) = mpsc::unbounded_channel();
+        let pipeline = Pipeline::new(
+            config.clone(),
+            Arc::from(stream.as_str()),
+            put_client,
+            client,
+            receiver,
+            permits.clone(),
+            map,
+        );
+        let task = tokio::spawn(pipeline.run());
+        Ok(Producer {
+            inner: Arc::new(Inner {
+                commands,
+                permits,
+                config,
+                stream,
+                closed: AtomicBool::new(false),
+                task: Mutex::new(Some(task)),
+            }),
+        })
+    }
+}
+
+/// A Kinesis producer in the manner of the KPL. Cheap to clone: clones share one pipeline.
+///
+/// ```no_run
+/// # async fn example(client: aws_sdk_kinesis::Client) -> Result<(), Box<dyn std::error::Error>> {
+/// use std::time::Duration;
+/// use kinesis_producer::Producer;
+///
+/// let producer = Producer::builder(client, "my-stream")
+///     .record_max_buffered_time(Duration::from_millis(100))
+///     .build()
+///     .await?;
+/// let handle = producer.put_data("device-42", &b"reading"[..]).await?; // waits only for buffer space
+/// let outcome = handle.await?;                                        // shard, sequence number, attempts
+/// println!("{} {}", outcome.shard_id, outcome.sequence_number);
+/// producer.shutdown().await?;                                         // flush, then stop
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Producer {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    commands: mpsc::UnboundedSender<Command>,
+    permits: Arc<Permits>,
+    config: ProducerConfig,
+    stream: String,
+    closed: AtomicBool,
+    task: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Producer {
+    /// Starts building a producer for `stream` with the KPL's defaults.
+    pub fn builder(client: aws_sdk_kinesis::Client, stream: impl Into<String>) -> ProducerBuilder {
+        ProducerBuilder {
+            client,
+            stream: stream.into(),
+            config: ProducerConfig::default(),
+        }
+    }
+
+    /// The stream this producer writes to.
+    pub fn stream(&self) -> &str {
+        &self.inner.stream
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &ProducerConfig {
+        &self.inner.config
+    }
+
+    /// Takes `record`, waiting while the producer holds its maximum of outstanding records or
+    /// bytes (backpressure). The returned handle resolves to the record's outcome.
+    pub async fn put(&self, record: UserRecord) -> Result<PutHandle, SubmitError> {
+        if self.inner.closed.load(Ordering::Acquire) {
+            return Err(SubmitError::Closed(Box::new(record)));
+        }
+        let size = record_size(&record);
+        let permits = &self.inner.permits;
+        let Ok(records) = permits.records.acquire().await else {
+            return Err(SubmitError::Closed(Box::new(record)));
+        };
+        let Ok(bytes) = permits.bytes.acquire_many(size).await else {
+            return Err(SubmitError::Closed(Box::new(record)));
+        };
+        records.forget();
+        bytes.forget();
+        self.submit(record, size)
+    }
+
+    /// [`Producer::put`] of a new record with this partition key and data; invalid keys or data
+    /// are refused with [`SubmitError::Invalid`] and nothing is buffered.
+    pub async fn put_data(
+        &self,
+        partition_key: impl Into<String>,
+        data: impl Into<Bytes>,
+    ) -> Result<PutHandle, SubmitError> {
+        self.put(UserRecord::new(partition_key, data)?).await
+    }
+
+    /// Takes `record` if there is room now; otherwise gives it back with [`SubmitError::Full`].
+    pub fn try_put(&self, record: UserRecord) -> Result<PutHandle, SubmitError> {
+        if self.inner.closed.load(Ordering::Acquire) {
+            return Err(SubmitError::Closed(Box::new(record)));
+        }
+        let size = record_size(&record);
+        let permits = &self.inner.permits;
+        let Ok(records) = permits.records.try_acquire() else {
+            return Err(SubmitError::Full(Box::new(record)));
+        };
+        let Ok(bytes) = permits.bytes.try_acquire_many(size) else {
+            return Err(SubmitError::Full(Box::new(record)));
+        };
+        records.forget();
+        bytes.forget();
+        self.submit(record, size)
+    }
+
+    fn submit(&self, record: UserRecord, size: u32) -> Result<PutHandle, SubmitError> {
+        let (reply, receiver) = oneshot::channel();
+        let incoming = Incoming {
+            hash_key: record.hash_key(),
+            record,
+            arrived: Instant::now(),
+            size,
+            reply,
+        };
+        match self.inner.commands.send(Command::Put(incoming)) {
+            Ok(()) => Ok(PutHandle(receiver)),
+            Err(mpsc::error::SendError(command)) => {
+                let Command::Put(incoming) = command else {
+                    unreachable!("sent a put")
+                };
+                self.inner.permits.records.add_permits(1);
+                self.inner.permits.bytes.add_permits(size as usize);
+                Err(SubmitError::Closed(Box::new(incoming.record)))
+            }
+        }
+    }
+
+    /// User records taken but not yet resolved.
+    pub fn outstanding_records(&self) -> usize {
+        self.inner.config.max_outstanding_records - self.inner.permits.records.available_permits()
+    }
+
+    /// Sends everything buffered now, without waiting for `RecordMaxBufferedTime`, and waits until
+    /// every record put before this call is resolved (put, expired or failed).
+    pub async fn flush(&self) -> Result<(), Closed> {
+        let (done, wait) = oneshot::channel();
+        self.inner
+            .commands
+            .send(Command::Flush(done))
+            .map_err(|_| Closed)?;
+        wait.await.map_err(|_| Closed)
+    }
+
+    /// Refuses new records, delivers every buffered one (each resolves: put, expired or failed;
+    /// none is dropped silently), then stops the pipeline. Other clones of this producer see
+    /// [`SubmitError::Closed`] from then on.
+    pub async fn shutdown(self) -> Result<(), Closed> {
+        self.inner.closed.store(true, Ordering::Release);
+        let _ = self.inner.commands.send(Command::Shutdown);
+        let task = self.inner.task.lock().await.take();
+        match task {
+            Some(task) => task.await.map_err(|_| Closed),
+            None => Err(Closed),
+        }
+    }
+}
+
+/// Bytes a record counts against `MaxOutstandingBytes`: data plus keys.
+fn record_size(record: &UserRecord) -> u32 {
+    let keys =
+        record.partition_key().len() + record.explicit_hash_key().map_or(0, |k| k.as_str().len());
+    (record.data().len() + keys) as u32
+}
+
+/// Resolves to a record's outcome. Dropping it does not cancel the put.
+#[derive(Debug)]
+pub struct PutHandle(oneshot::Receiver<Result<PutOutcome, PutError>>);
+
+impl Future for PutHandle {
+    type Output = Result<PutOutcome, PutError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        Pin::new(&mut self.0).poll(cx).map(|result| {
+            result.unwrap_or_else(|_| {
+                Err(PutError::Aborted {
+                    reason: "the producer's pipeline stopped (its Tokio runtime shut down?)".into(),
+                })
+            })
+        })
+    }
+}

@@ -1,0 +1,121 @@
+//! Shared helpers of the producer's integration tests: read a stream back and index what is there.
+
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+
+use aws_sdk_kinesis::types::{Shard, ShardIteratorType};
+use kinesis_aggregation::{HashKey, KinesisRecord, deaggregate};
+
+/// One user record as read back from the stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadBack {
+    pub shard: String,
+    pub partition_key: String,
+    pub data: Vec<u8>,
+}
+
+/// Every shard of the stream, open or closed.
+pub async fn list_shards(client: &aws_sdk_kinesis::Client, stream: &str) -> Vec<Shard> {
+    let mut shards = Vec::new();
+    let mut next: Option<String> = None;
+    loop {
+        let request = match &next {
+            Some(token) => client.list_shards().next_token(token),
+            None => client.list_shards().stream_name(stream),
+        };
+        let page = request.send().await.expect("ListShards");
+        shards.extend(page.shards().iter().cloned());
+        next = page.next_token().map(str::to_owned);
+        if next.is_none() {
+            return shards;
+        }
+    }
+}
+
+/// Reads every shard from TRIM_HORIZON to its current end and deaggregates: a map from
+/// (sequence number, sub-sequence number) to the user records found there (a list, so duplicates
+/// show).
+pub async fn read_stream(
+    client: &aws_sdk_kinesis::Client,
+    stream: &str,
+) -> HashMap<(String, Option<u64>), Vec<ReadBack>> {
+    let mut found: HashMap<(String, Option<u64>), Vec<ReadBack>> = HashMap::new();
+    for shard in list_shards(client, stream).await {
+        let shard_id = shard.shard_id().to_owned();
+        let mut iterator = client
+            .get_shard_iterator()
+            .stream_name(stream)
+            .shard_id(&shard_id)
+            .shard_iterator_type(ShardIteratorType::TrimHorizon)
+            .send()
+            .await
+            .expect("GetShardIterator")
+            .shard_iterator;
+        while let Some(current) = iterator {
+            let output = client
+                .get_records()
+                .shard_iterator(current)
+                .limit(10_000)
+                .send()
+                .await
+                .expect("GetRecords");
+            for record in output.records() {
+                let (user_records, _) = deaggregate(&KinesisRecord::new(
+                    record.partition_key().unwrap_or_default(),
+                    record.data().clone().into_inner(),
+                ));
+                for user_record in user_records {
+                    let sub = user_record
+                        .aggregated
+                        .then_some(user_record.sub_sequence_number);
+                    found
+                        .entry((record.sequence_number().to_owned(), sub))
+                        .or_default()
+                        .push(ReadBack {
+                            shard: shard_id.clone(),
+                            partition_key: user_record.partition_key.to_string(),
+                            data: user_record.data.to_vec(),
+                        });
+                }
+            }
+            // Stop at the end of what is there now (an open shard always has a next iterator).
+            if output.records().is_empty()
+                || output.millis_behind_latest() == Some(0)
+                    && output.next_shard_iterator().is_none()
+            {
+                break;
+            }
+            iterator = output.next_shard_iterator().map(str::to_owned);
+        }
+    }
+    found
+}
+
+/// The hash-key range of every shard.
+pub async fn shard_ranges(
+    client: &aws_sdk_kinesis::Client,
+    stream: &str,
+) -> HashMap<String, (u128, u128)> {
+    list_shards(client, stream)
+        .await
+        .iter()
+        .map(|s| {
+            let r = s.hash_key_range().unwrap();
+            (
+                s.shard_id().to_owned(),
+                (
+                    r.starting_hash_key().parse().unwrap(),
+                    r.ending_hash_key().parse().unwrap(),
+                ),
+            )
+        })
+        .collect()
+}
+
+/// Whether `partition_key` hashes into `shard`'s range.
+pub fn owns(ranges: &HashMap<String, (u128, u128)>, shard: &str, partition_key: &str) -> bool {
+    let (start, end) = ranges[shard];
+    let hash = HashKey::of_partition_key(partition_key).0;
+    start <= hash && hash <= end
+}

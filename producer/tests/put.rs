@@ -1,0 +1,170 @@
+//! The producer against real local Kinesis servers.
+
+mod common;
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use kinesis_producer::{Producer, PutHandle, UserRecord};
+use kinesis_test_support::{KinesisServer, create_stream, kinesis_client, unique_name};
+use rand::{Rng, SeedableRng};
+
+fn random_records(count: usize, seed: u64) -> Vec<UserRecord> {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    (0..count)
+        .map(|i| {
+            let key: String = (0..12)
+                .map(|_| rng.sample(rand::distr::Alphanumeric) as char)
+                .collect();
+            UserRecord::new(key, format!("record {i} {}", rng.random::<u64>())).unwrap()
+        })
+        .collect()
+}
+
+/// Puts `records`, checks every one was acknowledged once and is in the stream exactly once,
+/// with its data, in the shard its partition key hashes to.
+async fn put_all_and_verify(server: KinesisServer, count: usize) {
+    let client = kinesis_client(server).await;
+    let stream = unique_name("producer");
+    create_stream(&client, &stream, 4).await;
+    let producer = Producer::builder(client.clone(), &stream)
+        .build()
+        .await
+        .unwrap();
+
+    let records = random_records(count, 7);
+    let mut handles: Vec<PutHandle> = Vec::with_capacity(count);
+    for record in &records {
+        handles.push(producer.put(record.clone()).await.unwrap());
+    }
+    producer.flush().await.unwrap();
+    let mut acknowledged = Vec::with_capacity(count);
+    for handle in handles {
+        let outcome = handle.await.expect("every record is put");
+        assert_eq!(outcome.attempts.len(), 1, "no fault, one attempt");
+        assert!(outcome.attempts[0].is_success());
+        acknowledged.push(outcome);
+    }
+    producer.shutdown().await.unwrap();
+
+    let ranges = common::shard_ranges(&client, &stream).await;
+    let mut stream_contents = common::read_stream(&client, &stream).await;
+    let total_read: usize = stream_contents.values().map(Vec::len).sum();
+    assert_eq!(
+        total_read, count,
+        "{server:?}: the stream holds exactly the records put"
+    );
+    let mut positions = HashSet::new();
+    for (record, outcome) in records.iter().zip(&acknowledged) {
+        let position = (
+            outcome.sequence_number.to_string(),
+            outcome.sub_sequence_number,
+        );
+        assert!(
+            positions.insert(position.clone()),
+            "two records acknowledged at {position:?}"
+        );
+        let found = stream_contents
+            .remove(&position)
+            .unwrap_or_else(|| panic!("{server:?}: acknowledged {position:?} not in the stream"));
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].partition_key, record.partition_key());
+        assert_eq!(found[0].data, record.data().to_vec());
+        assert_eq!(found[0].shard, outcome.shard_id.as_str());
+        assert!(common::owns(
+            &ranges,
+            &found[0].shard,
+            record.partition_key()
+        ));
+    }
+    let aggregated = acknowledged
+        .iter()
+        .filter(|o| o.sub_sequence_number.is_some())
+        .count();
+    assert!(
+        aggregated > count / 2,
+        "most records travel aggregated ({aggregated} of {count})"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_hundred_thousand_records_on_kinesis_mock() {
+    put_all_and_verify(KinesisServer::KinesisMock, 100_000).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twenty_thousand_records_on_kinesalite() {
+    put_all_and_verify(KinesisServer::Kinesalite, 20_000).await;
+}
+
+#[tokio::test]
+async fn invalid_records_are_refused_and_nothing_is_buffered() {
+    let client = kinesis_client(KinesisServer::Kinesalite).await;
+    let stream = unique_name("producer-invalid");
+    create_stream(&client, &stream, 1).await;
+    let producer = Producer::builder(client, &stream).build().await.unwrap();
+    use kinesis_producer::{SubmitError, ValidationError};
+    assert!(matches!(
+        producer.put_data("", &b"x"[..]).await,
+        Err(SubmitError::Invalid(ValidationError::EmptyPartitionKey))
+    ));
+    assert!(matches!(
+        producer.put_data("k".repeat(257), &b"x"[..]).await,
+        Err(SubmitError::Invalid(ValidationError::PartitionKeyTooLong {
+            chars: 257
+        }))
+    ));
+    assert!(matches!(
+        producer.put_data("k", vec![0u8; 1_048_577]).await,
+        Err(SubmitError::Invalid(ValidationError::DataTooLarge { .. }))
+    ));
+    assert_eq!(producer.outstanding_records(), 0);
+    producer.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_missing_stream_fails_the_build() {
+    let client = kinesis_client(KinesisServer::Kinesalite).await;
+    let error = Producer::builder(client, unique_name("no-such-stream"))
+        .build()
+        .await
+        .err()
+        .expect("no stream");
+    assert!(error.to_string().contains("not found"), "{error}");
+}
+
+#[tokio::test]
+async fn shutdown_delivers_everything_buffered() {
+    let client = kinesis_client(KinesisServer::Kinesalite).await;
+    let stream = unique_name("producer-shutdown");
+    create_stream(&client, &stream, 2).await;
+    // A long buffering time: only shutdown can make these go out quickly.
+    let producer = Producer::builder(client.clone(), &stream)
+        .record_max_buffered_time(Duration::from_secs(600))
+        .build()
+        .await
+        .unwrap();
+    let mut handles = Vec::new();
+    for record in random_records(1_000, 3) {
+        handles.push(producer.put(record).await.unwrap());
+    }
+    let clone = producer.clone();
+    tokio::time::timeout(Duration::from_secs(20), producer.shutdown())
+        .await
+        .unwrap()
+        .unwrap();
+    for handle in handles {
+        handle.await.expect("put before shutdown");
+    }
+    let refused = clone.put_data("late", &b"x"[..]).await;
+    assert!(matches!(
+        refused,
+        Err(kinesis_producer::SubmitError::Closed(_))
+    ));
+    let read: usize = common::read_stream(&client, &stream)
+        .await
+        .values()
+        .map(Vec::len)
+        .sum();
+    assert_eq!(read, 1_000);
+}
