@@ -175,13 +175,12 @@ async fn create_stream_if_absent(
         .shard_count(shards)
         .send()
         .await;
-    if let Err(error) = created {
-        if !error
+    if let Err(error) = created
+        && !error
             .as_service_error()
             .is_some_and(|e| e.is_resource_in_use_exception())
-        {
-            return Err(error.into());
-        }
+    {
+        return Err(error.into());
     }
     loop {
         let summary = client
