@@ -171,9 +171,9 @@ impl Entry {
         self,
         now: Instant,
         aggregation_max_size: usize,
-    ) -> (Option<Entry>, Vec<(Member, UserRecord)>) {
+    ) -> (Option<Entry>, Expired) {
         if self.members.iter().all(|m| m.expires > now) {
-            return (Some(self), Vec::new());
+            return (Some(self), Expired::default());
         }
         let records = self.user_records();
         let Entry {
@@ -196,6 +196,10 @@ impl Entry {
                 dead.push((member, record));
             }
         }
+        let dead = Expired {
+            members: dead,
+            attempts: attempts.clone(),
+        };
         if alive.is_empty() {
             return (None, dead);
         }
@@ -226,6 +230,13 @@ impl Entry {
         };
         (Some(entry), dead)
     }
+}
+
+/// Members that expired, with their records rebuilt and the attempts made for them.
+#[derive(Debug, Default)]
+pub(crate) struct Expired {
+    pub members: Vec<(Member, UserRecord)>,
+    pub attempts: Vec<Attempt>,
 }
 
 /// Accounts for resolved records: what to give back to the backpressure semaphores, and which

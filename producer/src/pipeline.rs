@@ -16,7 +16,7 @@ use tokio::time::Instant;
 use tracing::Instrument;
 
 use crate::config::ProducerConfig;
-use crate::entry::{Entry, Ledger, Member, Reply, StreamName, plain_kinesis_record};
+use crate::entry::{Entry, Expired, Ledger, Member, Reply, StreamName, plain_kinesis_record};
 use crate::limiter::ShardLimiter;
 use crate::metrics as m;
 use crate::outcome::{AttemptError, ErrorClass, PutError, classify};
@@ -392,7 +392,7 @@ impl Pipeline {
         let aggregation_max_size = self.config.aggregation_max_size;
         let mut entries: Vec<Entry> = Vec::new();
         let mut size = 0;
-        let mut expired = Vec::new();
+        let mut expired: Vec<Expired> = Vec::new();
         let mut shards: Vec<ShardKey> = self.queues.keys().cloned().collect();
         if !shards.is_empty() {
             let start = (self.next_request as usize) % shards.len();
@@ -441,7 +441,7 @@ impl Pipeline {
                 self.queued_records -= 1;
                 self.queued_bytes -= billed;
                 let (alive, dead) = entry.drop_expired(now, aggregation_max_size);
-                expired.extend(dead);
+                expired.push(dead);
                 if let Some(entry) = alive {
                     size += entry.billed_size();
                     taken_here += 1;
@@ -449,8 +449,10 @@ impl Pipeline {
                 }
             }
         }
-        for (member, record) in expired {
-            self.expire(member, record, Vec::new());
+        for dead in expired {
+            for (member, record) in dead.members {
+                self.expire(member, record, dead.attempts.clone());
+            }
         }
         entries
     }
@@ -684,9 +686,8 @@ impl Pipeline {
         // Never wait past the first expiry: the record must fail with Expired on time.
         entry.not_before = (now + delay).min(entry.earliest_expiry());
         let (alive, dead) = entry.drop_expired(now, self.config.aggregation_max_size);
-        let attempts = alive.as_ref().map(|e| e.attempts.clone());
-        for (member, record) in dead {
-            self.expire(member, record, attempts.clone().unwrap_or_default());
+        for (member, record) in dead.members {
+            self.expire(member, record, dead.attempts.clone());
         }
         alive
     }
