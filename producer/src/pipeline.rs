@@ -424,7 +424,8 @@ impl Pipeline {
                 };
                 let Some(candidate) = candidate else { break };
                 let billed = candidate.billed_size();
-                if size + billed > max_size {
+                // A record larger than CollectionMaxSize still goes, alone.
+                if !entries.is_empty() && size + billed > max_size {
                     break 'shards;
                 }
                 if let Some(limiter) = &mut queue.limiter
@@ -735,8 +736,12 @@ impl Pipeline {
         // Aggregates predicted with the old map go out as they are: each lands on the shard that
         // owns its explicit hash key now.
         self.finish_all_buffers();
-        self.buffers
-            .retain(|shard, _| shard.as_ref().is_some_and(|s| map.range_of(s).is_some()));
+        let current = |shard: &ShardKey| shard.as_ref().is_some_and(|s| map.range_of(s).is_some());
+        self.buffers.retain(|shard, _| current(shard));
+        // Queues of closed shards go once drained; their last entries land on the children.
+        self.queues.retain(|shard, q| {
+            current(shard) || !q.fresh.is_empty() || !q.retries.is_empty() || q.in_flight > 0
+        });
         self.map = Some(Arc::new(map));
     }
 

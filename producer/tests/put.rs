@@ -168,3 +168,36 @@ async fn shutdown_delivers_everything_buffered() {
         .sum();
     assert_eq!(read, 1_000);
 }
+
+#[tokio::test]
+async fn a_record_larger_than_collection_max_size_goes_alone() {
+    let client = kinesis_client(KinesisServer::Kinesalite).await;
+    let stream = unique_name("producer-large");
+    create_stream(&client, &stream, 1).await;
+    let producer = Producer::builder(client.clone(), &stream)
+        .collection_max_size(52_224)
+        .build()
+        .await
+        .unwrap();
+    let big = producer
+        .put_data("big", vec![7u8; 1_000_000])
+        .await
+        .unwrap();
+    let small = producer.put_data("small", &b"x"[..]).await.unwrap();
+    let big = tokio::time::timeout(Duration::from_secs(10), big)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        big.sub_sequence_number, None,
+        "a record over AggregationMaxSize goes plain"
+    );
+    small.await.unwrap();
+    producer.shutdown().await.unwrap();
+    let read: usize = common::read_stream(&client, &stream)
+        .await
+        .values()
+        .map(Vec::len)
+        .sum();
+    assert_eq!(read, 2);
+}
