@@ -6,6 +6,8 @@
 //! `scripts/servers start` writes. A test whose server is missing **fails** with instructions; it
 //! never skips.
 
+pub mod proxy;
+
 use std::collections::HashMap;
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::path::PathBuf;
@@ -190,4 +192,27 @@ pub async fn wait_for_stream(client: &aws_sdk_kinesis::Client, name: &str) {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     panic!("stream {name} did not become ACTIVE within 30 s");
+}
+
+/// Waits (up to 30 s) until the table is ACTIVE: dynalite answers CreateTable before the table
+/// can be written, even with `--createTableMs 0`.
+pub async fn wait_for_table(client: &aws_sdk_dynamodb::Client, name: &str) {
+    use aws_sdk_dynamodb::types::TableStatus;
+    for _ in 0..300 {
+        let description = client
+            .describe_table()
+            .table_name(name)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("DescribeTable {name}: {e:?}"));
+        if description
+            .table()
+            .and_then(|t| t.table_status())
+            .is_some_and(|s| s == &TableStatus::Active)
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("table {name} did not become ACTIVE within 30 s");
 }

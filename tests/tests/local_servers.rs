@@ -13,6 +13,7 @@ use aws_sdk_kinesis::types::{PutRecordsRequestEntry, Shard, ShardIteratorType};
 use kinesis_aggregation::{Aggregator, HashKey, KinesisRecord, UserRecord, deaggregate};
 use kinesis_test_support::{
     DynamoDbServer, KinesisServer, create_stream, dynamodb_client, kinesis_client, unique_name,
+    wait_for_table,
 };
 
 /// Every shard of `stream`, following `NextToken` pages.
@@ -231,6 +232,7 @@ async fn conditional_writes(server: DynamoDbServer) {
         .send()
         .await
         .expect("CreateTable");
+    wait_for_table(&client, &table).await;
 
     let create = || {
         client

@@ -1,0 +1,385 @@
+//! The producer through the fault-injecting proxy in front of a real local server: partial
+//! failures, 5xx, throttling, expiry, fatal errors, ordering and backpressure.
+
+mod common;
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, Instant};
+
+use kinesis_producer::{Producer, ProducerBuilder, PutError, PutHandle, SubmitError, UserRecord};
+use kinesis_test_support::proxy::{
+    EntryFailures, ErrorResponse, FaultProxy, Faults, Latency, RequestErrors, Targets,
+};
+use kinesis_test_support::{KinesisServer, create_stream, kinesis_client, sdk_config, unique_name};
+
+/// A stream on `server` and a proxy in front of it; the producer's client talks to the proxy.
+async fn setup(
+    server: KinesisServer,
+    shards: i32,
+) -> (
+    aws_sdk_kinesis::Client,
+    FaultProxy,
+    String,
+    aws_sdk_kinesis::Client,
+) {
+    let direct = kinesis_client(server).await;
+    let stream = unique_name("faults");
+    create_stream(&direct, &stream, shards).await;
+    let proxy = FaultProxy::start(&server.endpoint()).await;
+    let through_proxy = aws_sdk_kinesis::Client::new(&sdk_config(proxy.endpoint()).await);
+    (direct, proxy, stream, through_proxy)
+}
+
+fn fast_retries(builder: ProducerBuilder) -> ProducerBuilder {
+    builder
+        .min_backoff(Duration::from_millis(10))
+        .max_backoff(Duration::from_millis(200))
+        .record_max_buffered_time(Duration::from_millis(20))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nothing_is_lost_under_entry_failures_and_503s() {
+    let (direct, proxy, stream, client) = setup(KinesisServer::KinesisMock, 4).await;
+    proxy.set_faults(Faults {
+        seed: Some(1),
+        put_records: EntryFailures {
+            entry_failure_rate: 0.2,
+            internal_failure_share: 0.5,
+        },
+        errors: RequestErrors {
+            targets: Targets::only(["PutRecords"]),
+            rate: 0.05,
+            responses: vec![ErrorResponse::ServiceUnavailable],
+        },
+        ..Faults::default()
+    });
+    // Small aggregates: more Kinesis records per request, so per-entry failures hit often.
+    let producer = fast_retries(Producer::builder(client, &stream))
+        .aggregation_max_size(4_096)
+        .build()
+        .await
+        .unwrap();
+    let count = 100_000;
+    let mut records = Vec::with_capacity(count);
+    let mut handles = Vec::with_capacity(count);
+    for i in 0..count {
+        let record = UserRecord::new(format!("pk-{}", i % 5_000), format!("value-{i}")).unwrap();
+        records.push(record.clone());
+        handles.push(producer.put(record).await.unwrap());
+    }
+    producer.flush().await.unwrap();
+    let mut codes: BTreeMap<String, usize> = BTreeMap::new();
+    let mut outcomes = Vec::with_capacity(count);
+    let mut retried = 0;
+    for handle in handles {
+        let outcome = handle.await.expect("no record lost");
+        let (last, earlier) = outcome.attempts.split_last().unwrap();
+        assert!(last.is_success());
+        for attempt in earlier {
+            let error = attempt.error.as_ref().expect("earlier attempts failed");
+            *codes.entry(error.code.clone()).or_default() += 1;
+        }
+        retried += usize::from(!earlier.is_empty());
+        outcomes.push(outcome);
+    }
+    producer.shutdown().await.unwrap();
+    for code in [
+        "ProvisionedThroughputExceededException",
+        "InternalFailure",
+        "ServiceUnavailable",
+    ] {
+        assert!(
+            codes.contains_key(code),
+            "{code} should show in the attempts: {codes:?}"
+        );
+    }
+    assert!(
+        retried > count / 10,
+        "only {retried} records needed a retry"
+    );
+    let stats = proxy.stats();
+    assert!(stats.failed_entries_by_code.values().sum::<u64>() > 0);
+
+    let mut contents = common::read_stream(&direct, &stream).await;
+    assert_eq!(
+        contents.values().map(Vec::len).sum::<usize>(),
+        count,
+        "each record stored once"
+    );
+    for (record, outcome) in records.iter().zip(&outcomes) {
+        let found = contents
+            .remove(&(
+                outcome.sequence_number.to_string(),
+                outcome.sub_sequence_number,
+            ))
+            .expect("acknowledged record in the stream");
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].data, record.data().to_vec());
+        assert_eq!(found[0].partition_key, record.partition_key());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_expire_on_time_and_come_back_when_everything_fails() {
+    let (_direct, proxy, stream, client) = setup(KinesisServer::Kinesalite, 2).await;
+    proxy.set_faults(Faults {
+        put_records: EntryFailures {
+            entry_failure_rate: 1.0,
+            internal_failure_share: 0.5,
+        },
+        ..Faults::default()
+    });
+    let ttl = Duration::from_millis(1_500);
+    let producer = fast_retries(Producer::builder(client, &stream))
+        .record_ttl(ttl)
+        .max_outstanding_records(2_000)
+        .build()
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let mut handles: Vec<(UserRecord, PutHandle)> = Vec::new();
+    for i in 0..5_000 {
+        let record = UserRecord::new(format!("k{i}"), format!("v{i}")).unwrap();
+        // More than MaxOutstandingRecords: later puts wait until earlier records expire.
+        handles.push((record.clone(), producer.put(record).await.unwrap()));
+        assert!(producer.outstanding_records() <= 2_000);
+    }
+    for (record, handle) in handles {
+        match handle.await {
+            Err(PutError::Expired {
+                record: returned,
+                attempts,
+            }) => {
+                assert_eq!(*returned, record, "the caller gets its record back");
+                assert!(!attempts.is_empty());
+                assert!(attempts.iter().all(|a| a.error.is_some()));
+            }
+            other => panic!("expected Expired, got {other:?}"),
+        }
+    }
+    // 5,000 records through a 2,000-record window: about three TTLs, never unbounded.
+    assert!(
+        started.elapsed() < ttl * 3 + Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    // Permits come back in batches, right after the outcomes are delivered.
+    for _ in 0..100 {
+        if producer.outstanding_records() == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(producer.outstanding_records(), 0);
+    producer.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn fail_if_throttled_fails_at_the_first_throttle() {
+    let (_direct, proxy, stream, client) = setup(KinesisServer::Kinesalite, 1).await;
+    proxy.set_faults(Faults {
+        put_records: EntryFailures {
+            entry_failure_rate: 1.0,
+            internal_failure_share: 0.0,
+        },
+        ..Faults::default()
+    });
+    let producer = fast_retries(Producer::builder(client, &stream))
+        .fail_if_throttled(true)
+        .build()
+        .await
+        .unwrap();
+    let error = producer
+        .put_data("k", &b"v"[..])
+        .await
+        .unwrap()
+        .await
+        .unwrap_err();
+    match &error {
+        PutError::Throttled { record, attempts } => {
+            assert_eq!(record.data(), &b"v"[..]);
+            assert_eq!(attempts.len(), 1);
+            assert_eq!(
+                attempts[0].error.as_ref().unwrap().code,
+                "ProvisionedThroughputExceededException"
+            );
+        }
+        other => panic!("expected Throttled, got {other:?}"),
+    }
+    producer.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_non_retryable_error_fails_fast_with_the_record() {
+    let (_direct, proxy, stream, client) = setup(KinesisServer::Kinesalite, 1).await;
+    proxy.set_faults(Faults {
+        errors: RequestErrors {
+            targets: Targets::only(["PutRecords"]),
+            rate: 1.0,
+            responses: vec![ErrorResponse::Custom {
+                status: 400,
+                code: "AccessDeniedException".into(),
+                message: "not allowed to PutRecords".into(),
+            }],
+        },
+        ..Faults::default()
+    });
+    let producer = fast_retries(Producer::builder(client, &stream))
+        .build()
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let error = producer
+        .put_data("k", &b"v"[..])
+        .await
+        .unwrap()
+        .await
+        .unwrap_err();
+    assert!(started.elapsed() < Duration::from_secs(2));
+    match error {
+        PutError::Rejected {
+            record,
+            code,
+            attempts,
+            ..
+        } => {
+            assert_eq!(code, "AccessDeniedException");
+            assert_eq!(record.partition_key(), "k");
+            assert_eq!(attempts.len(), 1);
+        }
+        other => panic!("expected Rejected, got {other:?}"),
+    }
+    producer.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ordered_per_shard_keeps_each_key_in_put_order_under_failures() {
+    let (direct, proxy, stream, client) = setup(KinesisServer::Kinesalite, 2).await;
+    proxy.set_faults(Faults {
+        seed: Some(7),
+        put_records: EntryFailures {
+            entry_failure_rate: 0.2,
+            internal_failure_share: 0.5,
+        },
+        ..Faults::default()
+    });
+    let producer = fast_retries(Producer::builder(client, &stream))
+        .ordered_per_shard(true)
+        .aggregation_max_size(2_048)
+        .build()
+        .await
+        .unwrap();
+    let keys = 20;
+    let per_key = 500;
+    let mut handles = Vec::new();
+    for i in 0..per_key {
+        for key in 0..keys {
+            handles.push(
+                producer
+                    .put_data(format!("key-{key}"), i.to_string())
+                    .await
+                    .unwrap(),
+            );
+        }
+    }
+    producer.flush().await.unwrap();
+    let mut retried = 0;
+    for handle in handles {
+        retried += usize::from(handle.await.unwrap().attempts.len() > 1);
+    }
+    producer.shutdown().await.unwrap();
+    assert!(retried > 0, "the faults must have caused retries");
+
+    // Read each shard in order and check each key's counter only grows.
+    let contents = common::read_stream(&direct, &stream).await;
+    let mut positions: Vec<(&(String, Option<u64>), &common::ReadBack)> = contents
+        .iter()
+        .flat_map(|(position, found)| found.iter().map(move |r| (position, r)))
+        .collect();
+    positions.sort_by(|a, b| {
+        let seq = |p: &(String, Option<u64>)| (p.0.len(), p.0.clone(), p.1);
+        seq(a.0).cmp(&seq(b.0))
+    });
+    let mut last: HashMap<String, i64> = HashMap::new();
+    for (_, record) in positions {
+        let value: i64 = String::from_utf8(record.data.clone())
+            .unwrap()
+            .parse()
+            .unwrap();
+        let previous = last
+            .insert(record.partition_key.clone(), value)
+            .unwrap_or(-1);
+        assert_eq!(
+            value,
+            previous + 1,
+            "{} out of order or duplicated",
+            record.partition_key
+        );
+    }
+    assert_eq!(last.len(), keys);
+    assert!(last.values().all(|&v| v == per_key - 1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backpressure_holds_outstanding_records_under_the_cap() {
+    let (direct, proxy, stream, client) = setup(KinesisServer::Kinesalite, 2).await;
+    proxy.set_faults(Faults {
+        latency: Latency {
+            targets: Targets::only(["PutRecords"]),
+            fixed: Duration::from_millis(300),
+            jitter: Duration::from_millis(100),
+        },
+        ..Faults::default()
+    });
+    let cap = 1_000;
+    let producer = Producer::builder(client, &stream)
+        .max_outstanding_records(cap)
+        .aggregation_max_size(1_024)
+        .build()
+        .await
+        .unwrap();
+    let sampler = {
+        let producer = producer.clone();
+        tokio::spawn(async move {
+            let mut peak = 0;
+            for _ in 0..400 {
+                peak = peak.max(producer.outstanding_records());
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            peak
+        })
+    };
+    let mut handles = Vec::new();
+    let mut saw_full = false;
+    for i in 0..5_000 {
+        let record = UserRecord::new(format!("k{}", i % 100), vec![1u8; 100]).unwrap();
+        if !saw_full {
+            match producer.try_put(record.clone()) {
+                Ok(handle) => {
+                    handles.push(handle);
+                    continue;
+                }
+                Err(SubmitError::Full(returned)) => {
+                    assert_eq!(*returned, record);
+                    saw_full = true;
+                }
+                Err(other) => panic!("{other}"),
+            }
+        }
+        handles.push(producer.put(record).await.unwrap());
+        assert!(producer.outstanding_records() <= cap);
+    }
+    assert!(saw_full, "try_put reports Full when the cap is reached");
+    for handle in handles {
+        handle.await.unwrap();
+    }
+    let peak = sampler.await.unwrap();
+    assert!(peak <= cap && peak > cap / 2, "peak {peak}");
+    producer.shutdown().await.unwrap();
+    let read: usize = common::read_stream(&direct, &stream)
+        .await
+        .values()
+        .map(Vec::len)
+        .sum();
+    assert_eq!(read, 5_000);
+}
