@@ -1,0 +1,367 @@
+//! Polling retrieval: one task per shard reads ahead with `GetRecords` into a bounded queue while
+//! the processor works on the previous batch.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use aws_sdk_kinesis::error::{DisplayErrorContext, ProvideErrorMetadata};
+use aws_sdk_kinesis::primitives::DateTime;
+use backon::{BackoffBuilder, ExponentialBuilder};
+use kinesis_aggregation::{Deaggregator, KinesisRecord, RecordFormat, SequenceNumber, ShardId};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use super::start::StartingPosition;
+use crate::record::{Position, Record};
+
+/// Polling options, with the KCL's defaults.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PollingConfig {
+    /// `maxRecords` (default 10,000): records asked of one `GetRecords` call.
+    pub max_records: i32,
+    /// `idleTimeBetweenReadsInMillis` (default 1,500 ms): the pause between two `GetRecords` calls
+    /// of a shard. A shard allows 5 calls per second, shared by every consumer of the stream.
+    pub idle_time_between_reads: Duration,
+    /// Batches read ahead while the processor works (default 3).
+    pub prefetch_batches: usize,
+    /// First retry delay after throttling or a transient error (default 200 ms, doubling, jittered).
+    pub min_backoff: Duration,
+    /// Longest retry delay (default 10 s).
+    pub max_backoff: Duration,
+}
+
+impl Default for PollingConfig {
+    fn default() -> Self {
+        PollingConfig {
+            max_records: 10_000,
+            idle_time_between_reads: Duration::from_millis(1_500),
+            prefetch_batches: 3,
+            min_backoff: Duration::from_millis(200),
+            max_backoff: Duration::from_secs(10),
+        }
+    }
+}
+
+/// A child shard named by `GetRecords` when its parent is fully read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChildShard {
+    /// The child.
+    pub shard_id: ShardId,
+    /// Its parents (one after a split, two after a merge).
+    pub parent_shards: Vec<ShardId>,
+}
+
+/// What one `GetRecords` call gave, deaggregated.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Batch {
+    /// The user records, in order.
+    pub records: Vec<Record>,
+    /// How far behind the tip of the shard this batch is.
+    pub millis_behind_latest: Option<i64>,
+    /// `Some` when the shard is closed and read to its end: the children `GetRecords` named
+    /// (empty when the server does not say, as kinesalite; list the shards to find them).
+    pub shard_end: Option<Vec<ChildShard>>,
+    /// Kinesis records that had the aggregate magic but were corrupt (passed through as plain).
+    pub corrupt_aggregates: usize,
+}
+
+/// Reading the shard failed in a way retrying cannot fix.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("reading shard {shard} failed: {code}: {message}")]
+pub struct FetchError {
+    /// The shard.
+    pub shard: ShardId,
+    /// The error code (`ResourceNotFoundException`, `AccessDeniedException`, …).
+    pub code: String,
+    /// The error message.
+    pub message: String,
+}
+
+/// Reads one shard ahead of its processor. Dropping it stops the reading.
+#[derive(Debug)]
+pub struct ShardFetcher {
+    batches: mpsc::Receiver<Result<Batch, FetchError>>,
+    task: JoinHandle<()>,
+}
+
+impl ShardFetcher {
+    /// Starts reading `shard` of `stream` from `start`. The SDK client's own retries are turned off
+    /// for these calls: this reader retries with its own backoff, and knows when an expired
+    /// iterator must be fetched anew.
+    pub fn start(
+        client: aws_sdk_kinesis::Client,
+        stream: Arc<str>,
+        shard: ShardId,
+        start: StartingPosition,
+        config: PollingConfig,
+    ) -> Self {
+        let (sender, batches) = mpsc::channel(config.prefetch_batches.max(1));
+        let client = aws_sdk_kinesis::Client::from_conf(
+            client
+                .config()
+                .to_builder()
+                .retry_config(aws_sdk_kinesis::config::retry::RetryConfig::disabled())
+                .build(),
+        );
+        let reader = Reader {
+            client,
+            stream,
+            shard,
+            start,
+            config,
+            sender,
+        };
+        ShardFetcher {
+            batches,
+            task: tokio::spawn(reader.run()),
+        }
+    }
+
+    /// The next batch; `None` once the shard end was delivered or reading stopped on an error.
+    pub async fn next(&mut self) -> Option<Result<Batch, FetchError>> {
+        self.batches.recv().await
+    }
+}
+
+impl Drop for ShardFetcher {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+struct Reader {
+    client: aws_sdk_kinesis::Client,
+    stream: Arc<str>,
+    shard: ShardId,
+    /// Where to (re)start: the starting position, then just after the last record read.
+    start: StartingPosition,
+    config: PollingConfig,
+    sender: mpsc::Sender<Result<Batch, FetchError>>,
+}
+
+/// Transient failures in a row after which the iterator is fetched anew (kinesis-mock answers an
+/// invalid iterator with HTTP 500 rather than a typed error).
+const FAILURES_BEFORE_NEW_ITERATOR: u32 = 3;
+
+enum Failure {
+    Retry {
+        code: String,
+        expired_iterator: bool,
+    },
+    Fatal(FetchError),
+}
+
+impl Reader {
+    async fn run(mut self) {
+        let mut iterator: Option<String> = None;
+        let mut backoff = self.backoff();
+        let mut failures = 0;
+        loop {
+            let result = match iterator.take() {
+                Some(current) => self.read(current).await,
+                None => self.iterator().await.map(|it| (None, Some(it))),
+            };
+            match result {
+                Ok((batch, next)) => {
+                    failures = 0;
+                    backoff = self.backoff();
+                    iterator = next;
+                    let Some(batch) = batch else { continue };
+                    let end = batch.shard_end.is_some();
+                    if self.sender.send(Ok(batch)).await.is_err() || end {
+                        return;
+                    }
+                    tokio::time::sleep(self.config.idle_time_between_reads).await;
+                }
+                Err(Failure::Fatal(error)) => {
+                    let _ = self.sender.send(Err(error)).await;
+                    return;
+                }
+                Err(Failure::Retry {
+                    code,
+                    expired_iterator,
+                }) => {
+                    failures += 1;
+                    if expired_iterator || failures >= FAILURES_BEFORE_NEW_ITERATOR {
+                        // Resume just after the last record read: nothing skipped, nothing twice.
+                        iterator = None;
+                        failures = 0;
+                    }
+                    let delay = backoff.next().unwrap_or(self.config.max_backoff);
+                    tracing::debug!(shard = %self.shard, code, ?delay, "GetRecords retry");
+                    if !expired_iterator {
+                        tokio::time::sleep(delay).await;
+                    }
+                }
+            }
+            if self.sender.is_closed() {
+                return;
+            }
+        }
+    }
+
+    fn backoff(&self) -> impl Iterator<Item = Duration> + use<> {
+        ExponentialBuilder::new()
+            .with_min_delay(self.config.min_backoff)
+            .with_max_delay(self.config.max_backoff)
+            .with_jitter()
+            .without_max_times()
+            .build()
+    }
+
+    async fn iterator(&self) -> Result<String, Failure> {
+        let (kind, sequence, timestamp) = self.start.iterator();
+        let output = self
+            .client
+            .get_shard_iterator()
+            .stream_name(&*self.stream)
+            .shard_id(self.shard.as_str())
+            .shard_iterator_type(kind)
+            .set_starting_sequence_number(sequence.map(|s| s.to_string()))
+            .set_timestamp(timestamp.map(DateTime::from))
+            .send()
+            .await
+            .map_err(|error| self.classify(&error, false))?;
+        output.shard_iterator.ok_or_else(|| {
+            Failure::Fatal(FetchError {
+                shard: self.shard.clone(),
+                code: "NoIterator".into(),
+                message: "GetShardIterator returned no iterator".into(),
+            })
+        })
+    }
+
+    /// One `GetRecords`: the batch (records filtered by the starting position) and the next iterator.
+    async fn read(&mut self, iterator: String) -> Result<(Option<Batch>, Option<String>), Failure> {
+        let output = self
+            .client
+            .get_records()
+            .shard_iterator(iterator)
+            .limit(self.config.max_records)
+            .send()
+            .await
+            .map_err(|error| {
+                let expired = error
+                    .as_service_error()
+                    .is_some_and(|e| e.is_expired_iterator_exception());
+                self.classify(&error, expired)
+            })?;
+        let mut deaggregator = Deaggregator::new();
+        let mut user_records = Vec::new();
+        let mut records = Vec::with_capacity(output.records().len());
+        let mut corrupt_aggregates = 0;
+        for record in output.records() {
+            let Ok(sequence_number) = SequenceNumber::new(record.sequence_number()) else {
+                tracing::warn!(shard = %self.shard, sequence = record.sequence_number(), "record with an invalid sequence number skipped");
+                continue;
+            };
+            let arrival = record
+                .approximate_arrival_timestamp()
+                .and_then(|t| SystemTime::try_from(*t).ok());
+            let kinesis_record = KinesisRecord::new(
+                record.partition_key().unwrap_or_default(),
+                record.data().clone().into_inner(),
+            );
+            user_records.clear();
+            if let RecordFormat::PassedThrough(why) =
+                deaggregator.deaggregate_into(&kinesis_record, &mut user_records)
+            {
+                corrupt_aggregates += 1;
+                tracing::warn!(shard = %self.shard, sequence = %sequence_number, %why, "corrupt aggregate delivered as a plain record");
+            }
+            for user_record in user_records.drain(..) {
+                if self.start.skips(
+                    &sequence_number,
+                    user_record.sub_sequence_number,
+                    user_record.aggregated,
+                ) {
+                    continue;
+                }
+                records.push(Record {
+                    partition_key: user_record.partition_key,
+                    explicit_hash_key: user_record.explicit_hash_key,
+                    data: user_record.data,
+                    sequence_number: sequence_number.clone(),
+                    sub_sequence_number: user_record.sub_sequence_number,
+                    aggregated: user_record.aggregated,
+                    approximate_arrival: arrival,
+                });
+            }
+        }
+        if let Some(last) = records.last() {
+            self.start = StartingPosition::After(Position {
+                sequence_number: last.sequence_number.clone(),
+                sub_sequence_number: last.sub_sequence_number,
+            });
+        }
+        let next = output.next_shard_iterator().map(str::to_owned);
+        let shard_end = next.is_none().then(|| {
+            output
+                .child_shards()
+                .iter()
+                .map(|child| ChildShard {
+                    shard_id: ShardId::from(child.shard_id()),
+                    parent_shards: child
+                        .parent_shards()
+                        .iter()
+                        .map(|p| ShardId::from(p.as_str()))
+                        .collect(),
+                })
+                .collect()
+        });
+        if records.is_empty() && !output.records().is_empty() && shard_end.is_none() {
+            // Everything read was already covered by the starting position (the record a
+            // checkpoint points into is read again): nothing to deliver, read on.
+            return Ok((None, next));
+        }
+        let batch = Batch {
+            records,
+            millis_behind_latest: output.millis_behind_latest(),
+            shard_end,
+            corrupt_aggregates,
+        };
+        Ok((Some(batch), next))
+    }
+
+    fn classify<E: ProvideErrorMetadata + std::error::Error + 'static, R: std::fmt::Debug>(
+        &self,
+        error: &aws_sdk_kinesis::error::SdkError<E, R>,
+        expired_iterator: bool,
+    ) -> Failure {
+        use aws_sdk_kinesis::error::SdkError;
+        let code = error.code().unwrap_or("ClientError").to_owned();
+        let transient = match error {
+            SdkError::ServiceError(_) => matches!(
+                code.as_str(),
+                "ProvisionedThroughputExceededException"
+                    | "LimitExceededException"
+                    | "ThrottlingException"
+                    | "ExpiredIteratorException"
+                    | "InternalFailure"
+                    | "InternalFailureException"
+                    | "ServiceUnavailable"
+                    | "KMSThrottlingException"
+                    | "ExpiredTokenException"
+            ),
+            SdkError::TimeoutError(_)
+            | SdkError::DispatchFailure(_)
+            | SdkError::ResponseError(_) => true,
+            _ => false,
+        };
+        if transient || expired_iterator {
+            Failure::Retry {
+                code,
+                expired_iterator,
+            }
+        } else {
+            Failure::Fatal(FetchError {
+                shard: self.shard.clone(),
+                code,
+                message: error
+                    .message()
+                    .map(str::to_owned)
+                    .unwrap_or_else(|| DisplayErrorContext(error).to_string()),
+            })
+        }
+    }
+}

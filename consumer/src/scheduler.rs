@@ -1,0 +1,624 @@
+//! The worker: keeps the lease table in step with the stream's shards, takes and renews leases,
+//! and runs one shard consumer per lease it holds, parents before children.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use kinesis_aggregation::ShardId;
+use rand::SeedableRng;
+use tokio::sync::watch;
+use tokio::task::{JoinHandle, JoinSet};
+
+use crate::checkpointer::HeldLease;
+use crate::lease::{
+    Checkpoint, DynamoLeaseStore, Lease, LeaseConfig, LeaseObservations, LeaseStore,
+    LeaseStoreError, compute_leases_to_take,
+};
+use crate::processor::RecordProcessorFactory;
+use crate::retrieval::{ChildShard, PollingConfig};
+use crate::shard_consumer::{ShardConsumer, ShardOutcome, signalled};
+use crate::shards::{ShardInfo, list_shards};
+
+/// Where new leases start when the stream has no checkpoint for a shard.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InitialPosition {
+    /// The oldest record of each shard.
+    TrimHorizon,
+    /// Only records put after the lease is first processed.
+    Latest,
+    /// Records from this time on.
+    AtTimestamp(SystemTime),
+}
+
+impl InitialPosition {
+    fn checkpoint(self) -> Checkpoint {
+        match self {
+            InitialPosition::TrimHorizon => Checkpoint::TrimHorizon,
+            InitialPosition::Latest => Checkpoint::Latest,
+            InitialPosition::AtTimestamp(_) => Checkpoint::AtTimestamp,
+        }
+    }
+}
+
+/// Why the scheduler could not start or stopped.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SchedulerError {
+    /// The lease table could not be created or read.
+    #[error("lease table: {0}")]
+    LeaseTable(#[from] LeaseStoreError),
+    /// The stream's shards could not be listed.
+    #[error("listing the shards of {stream}: {message}")]
+    ListShards {
+        /// The stream.
+        stream: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// The lease configuration is invalid.
+    #[error(transparent)]
+    Config(#[from] crate::lease::ConfigError),
+}
+
+/// Builds a [`Scheduler`].
+pub struct SchedulerBuilder {
+    kinesis: aws_sdk_kinesis::Client,
+    dynamodb: aws_sdk_dynamodb::Client,
+    stream: String,
+    application: String,
+    worker_id: Option<String>,
+    initial_position: InitialPosition,
+    lease: LeaseConfig,
+    polling: PollingConfig,
+    shard_sync_interval: Duration,
+    parent_poll_interval: Duration,
+    store: Option<Arc<dyn LeaseStore>>,
+}
+
+impl SchedulerBuilder {
+    /// This worker's id (default: a random one). Must be unique among the application's workers.
+    pub fn worker_id(mut self, worker_id: impl Into<String>) -> Self {
+        self.worker_id = Some(worker_id.into());
+        self
+    }
+
+    /// `initialPositionInStream` for shards without a lease (default TRIM_HORIZON).
+    pub fn initial_position(mut self, position: InitialPosition) -> Self {
+        self.initial_position = position;
+        self
+    }
+
+    /// Lease options (`failoverTimeMillis`, `maxLeasesForWorker`, …).
+    pub fn lease_config(mut self, config: LeaseConfig) -> Self {
+        self.lease = config;
+        self
+    }
+
+    /// Polling options (`maxRecords`, `idleTimeBetweenReadsInMillis`, …).
+    pub fn polling_config(mut self, config: PollingConfig) -> Self {
+        self.polling = config;
+        self
+    }
+
+    /// `shardSyncIntervalMillis` (default 60 s): how often the shards are listed for new ones.
+    pub fn shard_sync_interval(mut self, interval: Duration) -> Self {
+        self.shard_sync_interval = interval;
+        self
+    }
+
+    /// `parentShardPollIntervalMillis` (default 10 s): how often a child shard checks whether its
+    /// parents are finished.
+    pub fn parent_poll_interval(mut self, interval: Duration) -> Self {
+        self.parent_poll_interval = interval;
+        self
+    }
+
+    /// Uses this lease store instead of the DynamoDB table named after the application.
+    pub fn lease_store(mut self, store: Arc<dyn LeaseStore>) -> Self {
+        self.store = Some(store);
+        self
+    }
+
+    /// Creates the lease table if absent and returns the scheduler, ready to run.
+    pub async fn build<F: RecordProcessorFactory>(
+        self,
+        factory: F,
+    ) -> Result<Scheduler<F>, SchedulerError> {
+        self.lease.validate()?;
+        let store = self.store.unwrap_or_else(|| {
+            Arc::new(DynamoLeaseStore::new(
+                self.dynamodb.clone(),
+                self.application.clone(),
+            ))
+        });
+        store.create_table_if_absent().await?;
+        let worker_id = self
+            .worker_id
+            .unwrap_or_else(|| format!("worker-{:016x}", rand::random::<u64>()));
+        Ok(Scheduler {
+            kinesis: self.kinesis,
+            stream: Arc::from(self.stream.as_str()),
+            worker_id,
+            initial_position: self.initial_position,
+            lease: self.lease,
+            polling: self.polling,
+            shard_sync_interval: self.shard_sync_interval,
+            parent_poll_interval: self.parent_poll_interval,
+            store,
+            factory: Arc::new(factory),
+        })
+    }
+}
+
+/// A KCL-compatible worker. Build it with [`Scheduler::builder`], then [`Scheduler::run`] it or
+/// [`Scheduler::spawn`] it.
+pub struct Scheduler<F> {
+    kinesis: aws_sdk_kinesis::Client,
+    stream: Arc<str>,
+    worker_id: String,
+    initial_position: InitialPosition,
+    lease: LeaseConfig,
+    polling: PollingConfig,
+    shard_sync_interval: Duration,
+    parent_poll_interval: Duration,
+    store: Arc<dyn LeaseStore>,
+    factory: Arc<F>,
+}
+
+/// Controls a spawned scheduler.
+pub struct SchedulerHandle {
+    shutdown: watch::Sender<bool>,
+    task: JoinHandle<Result<(), SchedulerError>>,
+    worker_id: String,
+}
+
+impl SchedulerHandle {
+    /// This worker's id.
+    pub fn worker_id(&self) -> &str {
+        &self.worker_id
+    }
+
+    /// Graceful shutdown: every processor gets `shutdown_requested` (and may checkpoint), then
+    /// the worker releases its leases so other workers take them at once.
+    pub async fn shutdown(self) -> Result<(), SchedulerError> {
+        self.shutdown.send_replace(true);
+        self.task.await.unwrap_or(Ok(()))
+    }
+
+    /// Stops the worker abruptly, as a crash would: nothing is released; other workers take its
+    /// leases once they expire (`failoverTime`).
+    pub fn abort(self) {
+        self.task.abort();
+    }
+}
+
+struct Running {
+    held: Arc<HeldLease>,
+    /// `None` while the shard waits for its parents.
+    started: bool,
+}
+
+impl Scheduler<()> {
+    /// Starts building a worker for `stream` in `application` (the lease table's name).
+    pub fn builder(
+        kinesis: aws_sdk_kinesis::Client,
+        dynamodb: aws_sdk_dynamodb::Client,
+        stream: impl Into<String>,
+        application: impl Into<String>,
+    ) -> SchedulerBuilder {
+        SchedulerBuilder {
+            kinesis,
+            dynamodb,
+            stream: stream.into(),
+            application: application.into(),
+            worker_id: None,
+            initial_position: InitialPosition::TrimHorizon,
+            lease: LeaseConfig::default(),
+            polling: PollingConfig::default(),
+            shard_sync_interval: Duration::from_secs(60),
+            parent_poll_interval: Duration::from_secs(10),
+            store: None,
+        }
+    }
+}
+
+impl<F: RecordProcessorFactory> Scheduler<F> {
+    /// This worker's id.
+    pub fn worker_id(&self) -> &str {
+        &self.worker_id
+    }
+
+    /// Runs the worker on a task of its own.
+    pub fn spawn(self) -> SchedulerHandle {
+        let (shutdown, receiver) = watch::channel(false);
+        let worker_id = self.worker_id.clone();
+        let task = tokio::spawn(self.run_until(receiver));
+        SchedulerHandle {
+            shutdown,
+            task,
+            worker_id,
+        }
+    }
+
+    /// Runs the worker until Ctrl-C, then shuts down gracefully.
+    pub async fn run(self) -> Result<(), SchedulerError> {
+        let (shutdown, receiver) = watch::channel(false);
+        tokio::spawn(async move {
+            let _ = tokio::signal::ctrl_c().await;
+            shutdown.send_replace(true);
+        });
+        self.run_until(receiver).await
+    }
+
+    async fn run_until(self, mut stop: watch::Receiver<bool>) -> Result<(), SchedulerError> {
+        let mut worker = Worker {
+            observations: LeaseObservations::new(),
+            rng: rand::rngs::StdRng::from_os_rng(),
+            held: HashMap::new(),
+            consumers: JoinSet::new(),
+            consumer_shutdown: watch::channel(false).0,
+            scheduler: &self,
+        };
+        worker.sync_shards().await;
+        let mut renew = tokio::time::interval(self.lease.renew_interval());
+        let mut take = tokio::time::interval(self.lease.take_interval());
+        let mut sync = tokio::time::interval(self.shard_sync_interval);
+        let mut parents = tokio::time::interval(self.parent_poll_interval);
+        for timer in [&mut renew, &mut take, &mut sync, &mut parents] {
+            timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        }
+        loop {
+            tokio::select! {
+                () = signalled(&mut stop) => break,
+                _ = renew.tick() => worker.renew().await,
+                _ = take.tick() => {
+                    worker.take().await;
+                    worker.start_ready().await;
+                }
+                _ = sync.tick() => worker.sync_shards().await,
+                _ = parents.tick() => worker.start_ready().await,
+                Some(done) = worker.consumers.join_next() => {
+                    if let Ok((shard, outcome)) = done {
+                        worker.finished(shard, outcome).await;
+                    }
+                }
+            }
+        }
+        worker.shutdown().await;
+        Ok(())
+    }
+}
+
+struct Worker<'a, F> {
+    observations: LeaseObservations,
+    rng: rand::rngs::StdRng,
+    held: HashMap<ShardId, Running>,
+    consumers: JoinSet<(ShardId, ShardOutcome)>,
+    consumer_shutdown: watch::Sender<bool>,
+    scheduler: &'a Scheduler<F>,
+}
+
+impl<F: RecordProcessorFactory> Worker<'_, F> {
+    fn store(&self) -> &dyn LeaseStore {
+        &*self.scheduler.store
+    }
+
+    /// Every readable lease; a malformed item is logged with its name and left out.
+    async fn list(&self) -> Option<Vec<Lease>> {
+        match self.store().list().await {
+            Ok(items) => Some(
+                items
+                    .into_iter()
+                    .filter_map(|item| {
+                        item.map_err(
+                            |error| tracing::error!(%error, "unreadable lease item skipped"),
+                        )
+                        .ok()
+                    })
+                    .collect(),
+            ),
+            Err(error) => {
+                tracing::warn!(%error, "listing the lease table failed");
+                None
+            }
+        }
+    }
+
+    /// Heartbeats every held lease; a lease not written for `failoverTime` is given up locally,
+    /// since another worker may own it by now.
+    async fn renew(&mut self) {
+        let failover = self.scheduler.lease.get_failover_time();
+        for running in self.held.values() {
+            let held = &running.held;
+            match held.renew().await {
+                Ok(()) => metrics::counter!("RenewLease.Success").increment(1),
+                Err(error) => {
+                    metrics::counter!("RenewLease.Failure").increment(1);
+                    if error.is_condition_failed() {
+                        tracing::warn!(shard = %held.shard, worker = %self.scheduler.worker_id, "lease lost: another worker took it");
+                        metrics::counter!("LeasesLost").increment(1);
+                    } else if held.last_written.lock().expect("not poisoned").elapsed() > failover {
+                        tracing::warn!(shard = %held.shard, %error, "lease not renewed for failoverTime; giving it up");
+                        metrics::counter!("LeasesLost").increment(1);
+                        let mut lease = held.lease.lock().await;
+                        held.mark_lost(&mut lease);
+                    }
+                }
+            }
+        }
+        let lost: Vec<ShardId> = self
+            .held
+            .iter()
+            .filter(|(_, r)| r.held.is_lost() && !r.started)
+            .map(|(s, _)| s.clone())
+            .collect();
+        for shard in lost {
+            self.held.remove(&shard);
+        }
+        metrics::gauge!("CurrentLeases").set(self.held.len() as f64);
+    }
+
+    /// Takes expired and unowned leases up to a balanced share, or steals one.
+    async fn take(&mut self) {
+        let Some(leases) = self.list().await else {
+            return;
+        };
+        let now = Instant::now();
+        self.observations.update(&leases, now);
+        // Finished shards are not work to balance.
+        let active: Vec<Lease> = leases
+            .iter()
+            .filter(|l| !l.checkpoint.is_shard_end())
+            .cloned()
+            .collect();
+        let worker_id = &self.scheduler.worker_id;
+        let decision = compute_leases_to_take(
+            &active,
+            &self.observations,
+            now,
+            worker_id,
+            &self.scheduler.lease,
+            &mut self.rng,
+        );
+        for shard in decision.expired_to_take.iter().chain(&decision.to_steal) {
+            if self.held.contains_key(shard) {
+                continue;
+            }
+            let Some(lease) = active.iter().find(|l| &l.lease_key == shard) else {
+                continue;
+            };
+            match self.store().take(lease, worker_id).await {
+                Ok(taken) => {
+                    tracing::info!(%shard, worker = %worker_id, "lease taken");
+                    metrics::counter!("LeasesTaken").increment(1);
+                    self.held.insert(
+                        shard.clone(),
+                        Running {
+                            held: HeldLease::new(self.scheduler.store.clone(), taken),
+                            started: false,
+                        },
+                    );
+                }
+                Err(error) if error.is_condition_failed() => {
+                    tracing::debug!(%shard, "another worker took the lease first");
+                }
+                Err(error) => tracing::warn!(%shard, %error, "taking the lease failed"),
+            }
+        }
+        metrics::gauge!("CurrentLeases").set(self.held.len() as f64);
+    }
+
+    /// Starts the consumers of held leases whose parents are finished.
+    async fn start_ready(&mut self) {
+        if self.held.values().all(|r| r.started) {
+            return;
+        }
+        let Some(leases) = self.list().await else {
+            return;
+        };
+        let by_key: HashMap<&ShardId, &Lease> = leases.iter().map(|l| (&l.lease_key, l)).collect();
+        let waiting: Vec<ShardId> = self
+            .held
+            .iter()
+            .filter(|(_, r)| !r.started)
+            .map(|(s, _)| s.clone())
+            .collect();
+        for shard in waiting {
+            let running = self.held.get_mut(&shard).expect("listed above");
+            let lease = running.held.lease.lock().await.clone();
+            let Some(lease) = lease else {
+                self.held.remove(&shard);
+                continue;
+            };
+            // Parent before child: every parent must be at SHARD_END, or gone (cleaned up).
+            let parents_done = lease.parent_shard_ids.iter().all(|parent| {
+                by_key
+                    .get(parent)
+                    .is_none_or(|p| p.checkpoint.is_shard_end())
+            });
+            if !parents_done {
+                tracing::debug!(%shard, "waiting for the parent shards to finish");
+                continue;
+            }
+            running.started = true;
+            let consumer = ShardConsumer {
+                processor: self.scheduler.factory.create(&shard),
+                held: running.held.clone(),
+                kinesis: self.scheduler.kinesis.clone(),
+                stream: self.scheduler.stream.clone(),
+                polling: self.scheduler.polling.clone(),
+                initial_timestamp: match self.scheduler.initial_position {
+                    InitialPosition::AtTimestamp(at) => Some(at),
+                    _ => None,
+                },
+                shutdown: self.consumer_shutdown.subscribe(),
+            };
+            let shard_id = shard.clone();
+            self.consumers
+                .spawn(async move { (shard_id, consumer.run().await) });
+        }
+    }
+
+    async fn finished(&mut self, shard: ShardId, outcome: ShardOutcome) {
+        let Some(running) = self.held.remove(&shard) else {
+            return;
+        };
+        tracing::info!(%shard, ?outcome, "shard consumer finished");
+        match outcome {
+            ShardOutcome::Ended(children) => {
+                self.create_children(&shard, children).await;
+                self.release(&running.held).await;
+                self.clean_up_finished_parents().await;
+            }
+            ShardOutcome::LeaseLost => {}
+            ShardOutcome::Failed(reason) => {
+                tracing::warn!(%shard, reason, "shard processing failed; the lease is given up to be retried");
+                self.release(&running.held).await;
+            }
+            ShardOutcome::ShutDown | ShardOutcome::EndNotCheckpointed => {
+                // Given up so that it is taken again (by this worker or another) and retried.
+                self.release(&running.held).await;
+            }
+        }
+        metrics::gauge!("CurrentLeases").set(self.held.len() as f64);
+    }
+
+    async fn release(&self, held: &HeldLease) {
+        let mut guard = held.lease.lock().await;
+        if let Some(lease) = guard.as_ref() {
+            match self.store().release(lease).await {
+                Ok(_) => *guard = None,
+                Err(error) => {
+                    tracing::warn!(shard = %held.shard, %error, "releasing the lease failed; it will expire")
+                }
+            }
+        }
+    }
+
+    /// Creates the leases of an ended shard's children (from `ChildShards`, or `ListShards` when the
+    /// server did not name them) and records them on the parent.
+    async fn create_children(&self, parent: &ShardId, children: Vec<ChildShard>) {
+        let children: Vec<(ShardId, Vec<ShardId>)> = if children.is_empty() {
+            match list_shards(&self.scheduler.kinesis, &self.scheduler.stream).await {
+                Ok(shards) => shards
+                    .into_iter()
+                    .filter(|s| s.parents.contains(parent))
+                    .map(|s| (s.shard_id, s.parents))
+                    .collect(),
+                Err(error) => {
+                    tracing::warn!(%parent, %error, "children not found now; the shard sync will add them");
+                    return;
+                }
+            }
+        } else {
+            children
+                .into_iter()
+                .map(|c| (c.shard_id, c.parent_shards))
+                .collect()
+        };
+        for (child, parents) in &children {
+            let lease =
+                Lease::new(child.clone(), Checkpoint::TrimHorizon).with_parents(parents.clone());
+            match self.store().create_if_absent(&lease).await {
+                Ok(_) => tracing::info!(%child, %parent, "child lease created"),
+                Err(error) if error.is_condition_failed() => {}
+                Err(error) => {
+                    tracing::warn!(%child, %error, "creating the child lease failed; the shard sync will retry")
+                }
+            }
+        }
+        let ids: Vec<ShardId> = children.into_iter().map(|(c, _)| c).collect();
+        if let Err(error) = self.store().update_child_shards(parent, &ids).await {
+            tracing::debug!(%parent, %error, "recording the child shards failed");
+        }
+    }
+
+    /// Deletes finished parent leases once all their children have started (been taken or
+    /// checkpointed), so the table does not grow with every reshard.
+    async fn clean_up_finished_parents(&self) {
+        let Some(leases) = self.list().await else {
+            return;
+        };
+        let by_key: HashMap<&ShardId, &Lease> = leases.iter().map(|l| (&l.lease_key, l)).collect();
+        for lease in leases.iter().filter(|l| l.checkpoint.is_shard_end()) {
+            let children: Vec<&&Lease> = leases
+                .iter()
+                .filter(|c| c.parent_shard_ids.contains(&lease.lease_key))
+                .filter_map(|c| by_key.get(&c.lease_key))
+                .collect();
+            let started = |c: &Lease| {
+                c.lease_owner.is_some() || !matches!(c.checkpoint, Checkpoint::TrimHorizon)
+            };
+            if !children.is_empty() && children.iter().all(|c| started(c)) {
+                match self.store().delete(lease).await {
+                    Ok(()) => {
+                        tracing::info!(shard = %lease.lease_key, "finished parent lease deleted")
+                    }
+                    Err(error) => {
+                        tracing::debug!(shard = %lease.lease_key, %error, "parent lease not deleted yet")
+                    }
+                }
+            }
+        }
+    }
+
+    /// Creates leases for shards that have none: at the initial position, or TRIM_HORIZON for
+    /// children of a shard this application knows (their parents' records come first).
+    async fn sync_shards(&mut self) {
+        let shards = match list_shards(&self.scheduler.kinesis, &self.scheduler.stream).await {
+            Ok(shards) => shards,
+            Err(error) => {
+                tracing::warn!(%error, "shard sync: listing the shards failed");
+                return;
+            }
+        };
+        let Some(leases) = self.list().await else {
+            return;
+        };
+        let known: HashSet<&ShardId> = leases.iter().map(|l| &l.lease_key).collect();
+        let listed: HashSet<&ShardId> = shards.iter().map(|s| &s.shard_id).collect();
+        for ShardInfo {
+            shard_id, parents, ..
+        } in &shards
+        {
+            if known.contains(shard_id) {
+                continue;
+            }
+            let has_known_parent = parents
+                .iter()
+                .any(|p| known.contains(p) || listed.contains(p));
+            let checkpoint = if has_known_parent {
+                Checkpoint::TrimHorizon
+            } else {
+                self.scheduler.initial_position.checkpoint()
+            };
+            let lease = Lease::new(shard_id.clone(), checkpoint).with_parents(
+                parents
+                    .iter()
+                    .filter(|p| known.contains(p) || listed.contains(p))
+                    .cloned()
+                    .collect::<Vec<_>>(),
+            );
+            match self.store().create_if_absent(&lease).await {
+                Ok(_) => tracing::info!(shard = %shard_id, "lease created"),
+                Err(error) if error.is_condition_failed() => {}
+                Err(error) => tracing::warn!(shard = %shard_id, %error, "creating a lease failed"),
+            }
+        }
+    }
+
+    /// Graceful shutdown: processors are told and may checkpoint; then every lease is released.
+    async fn shutdown(&mut self) {
+        self.consumer_shutdown.send_replace(true);
+        while let Some(done) = self.consumers.join_next().await {
+            if let Ok((shard, outcome)) = done {
+                tracing::info!(%shard, ?outcome, "shard consumer stopped");
+            }
+        }
+        for running in self.held.values() {
+            self.release(&running.held).await;
+        }
+        self.held.clear();
+    }
+}

@@ -1,0 +1,237 @@
+//! One shard's life on a worker: initialize the processor, feed it batches, and end with exactly
+//! one of shard end, lease lost, or shutdown.
+
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex as StdMutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, SystemTime};
+
+use backon::{BackoffBuilder, ExponentialBuilder};
+use tokio::sync::watch;
+
+use crate::checkpointer::{Checkpointer, HeldLease, Progress};
+use crate::lease::Checkpoint;
+use crate::processor::{InitializationInput, ProcessRecordsInput, RecordProcessor};
+use crate::record::Record;
+use crate::retrieval::{ChildShard, PollingConfig, ShardFetcher, StartingPosition};
+
+/// How a shard's processing ended.
+#[derive(Debug)]
+pub(crate) enum ShardOutcome {
+    /// Read to its end and checkpointed SHARD_END; the children named by `GetRecords`, if any.
+    Ended(Vec<ChildShard>),
+    /// The shard ended but the processor did not checkpoint SHARD_END: it will be read again.
+    EndNotCheckpointed,
+    /// Another worker has the lease now.
+    LeaseLost,
+    /// The worker is shutting down; the processor was told.
+    ShutDown,
+    /// Reading failed in a way retrying cannot fix; the lease is given up so it is tried again.
+    Failed(String),
+}
+
+pub(crate) struct ShardConsumer<P> {
+    pub processor: P,
+    pub held: Arc<HeldLease>,
+    pub kinesis: aws_sdk_kinesis::Client,
+    pub stream: Arc<str>,
+    pub polling: PollingConfig,
+    pub initial_timestamp: Option<SystemTime>,
+    pub shutdown: watch::Receiver<bool>,
+}
+
+/// The delay before a failed batch is delivered again.
+const PROCESSOR_MIN_BACKOFF: Duration = Duration::from_millis(100);
+const PROCESSOR_MAX_BACKOFF: Duration = Duration::from_secs(10);
+
+impl<P: RecordProcessor> ShardConsumer<P> {
+    pub async fn run(mut self) -> ShardOutcome {
+        let shard = self.held.shard.clone();
+        let (checkpoint, pending) = {
+            let lease = self.held.lease.lock().await;
+            match lease.as_ref() {
+                Some(lease) => (lease.checkpoint.clone(), lease.pending_checkpoint.clone()),
+                None => return ShardOutcome::LeaseLost,
+            }
+        };
+        let checkpointer = Checkpointer {
+            held: self.held.clone(),
+            progress: Arc::new(StdMutex::new(Progress::default())),
+        };
+        self.processor
+            .initialize(InitializationInput {
+                shard_id: shard.clone(),
+                checkpoint: checkpoint.clone(),
+                pending_checkpoint: pending,
+            })
+            .await;
+        let start = match &checkpoint {
+            Checkpoint::TrimHorizon => StartingPosition::TrimHorizon,
+            Checkpoint::Latest => StartingPosition::Latest,
+            Checkpoint::AtTimestamp => StartingPosition::AtTimestamp(
+                self.initial_timestamp.unwrap_or(SystemTime::UNIX_EPOCH),
+            ),
+            Checkpoint::Sequence { .. } => {
+                StartingPosition::After(checkpoint.position().expect("a sequence checkpoint"))
+            }
+            Checkpoint::ShardEnd => return self.end(&checkpointer, Vec::new()).await,
+        };
+        let mut fetcher = ShardFetcher::start(
+            self.kinesis.clone(),
+            self.stream.clone(),
+            shard.clone(),
+            start,
+            self.polling.clone(),
+        );
+        let mut lost = self.held.lost.subscribe();
+        let mut shutdown = self.shutdown.clone();
+        loop {
+            let batch = tokio::select! {
+                biased;
+                () = signalled(&mut lost) => return self.lease_lost().await,
+                () = signalled(&mut shutdown) => return self.shut_down(&checkpointer).await,
+                batch = fetcher.next() => batch,
+            };
+            let batch = match batch {
+                Some(Ok(batch)) => batch,
+                Some(Err(error)) => {
+                    tracing::error!(%shard, %error, "reading the shard failed");
+                    return ShardOutcome::Failed(error.to_string());
+                }
+                None => return ShardOutcome::Failed("the shard reader stopped".into()),
+            };
+            if let Some(last) = batch.records.last() {
+                checkpointer
+                    .progress
+                    .lock()
+                    .expect("not poisoned")
+                    .last_delivered = Some(last.position());
+                metrics::counter!("RecordsProcessed", "shard" => shard.to_string())
+                    .increment(batch.records.len() as u64);
+                let bytes: usize = batch.records.iter().map(|r| r.data.len()).sum();
+                metrics::counter!("DataBytesProcessed", "shard" => shard.to_string())
+                    .increment(bytes as u64);
+                if let Some(behind) = batch.millis_behind_latest {
+                    metrics::gauge!("MillisBehindLatest", "shard" => shard.to_string())
+                        .set(behind as f64);
+                }
+                if let Some(outcome) = self
+                    .deliver(batch.records, batch.millis_behind_latest, &checkpointer)
+                    .await
+                {
+                    return outcome;
+                }
+            }
+            if let Some(children) = batch.shard_end {
+                return self.end(&checkpointer, children).await;
+            }
+        }
+    }
+
+    /// Delivers a batch until the processor accepts it; `Some` when the lease is lost or the
+    /// worker shuts down in between.
+    async fn deliver(
+        &mut self,
+        records: Vec<Record>,
+        millis_behind_latest: Option<i64>,
+        checkpointer: &Checkpointer,
+    ) -> Option<ShardOutcome> {
+        let mut backoff = ExponentialBuilder::new()
+            .with_min_delay(PROCESSOR_MIN_BACKOFF)
+            .with_max_delay(PROCESSOR_MAX_BACKOFF)
+            .with_jitter()
+            .without_max_times()
+            .build();
+        loop {
+            let started = std::time::Instant::now();
+            let input = ProcessRecordsInput {
+                records: records.clone(),
+                millis_behind_latest,
+                checkpointer,
+            };
+            let result = CatchUnwind(Box::pin(self.processor.process_records(input))).await;
+            metrics::histogram!("ProcessTask.Time", "shard" => self.held.shard.to_string())
+                .record(started.elapsed().as_secs_f64() * 1000.0);
+            let error = match result {
+                Ok(Ok(())) => return None,
+                Ok(Err(error)) => error.to_string(),
+                Err(panic) => format!("panicked: {panic}"),
+            };
+            let delay = backoff.next().unwrap_or(PROCESSOR_MAX_BACKOFF);
+            tracing::warn!(shard = %self.held.shard, error, ?delay, "process_records failed; the same batch will be delivered again");
+            metrics::counter!("ProcessRecordsRetries", "shard" => self.held.shard.to_string())
+                .increment(1);
+            let mut lost = self.held.lost.subscribe();
+            let mut shutdown = self.shutdown.clone();
+            tokio::select! {
+                () = signalled(&mut lost) => return Some(self.lease_lost().await),
+                () = signalled(&mut shutdown) => return Some(self.shut_down(checkpointer).await),
+                () = tokio::time::sleep(delay) => {}
+            }
+        }
+    }
+
+    async fn end(
+        &mut self,
+        checkpointer: &Checkpointer,
+        children: Vec<ChildShard>,
+    ) -> ShardOutcome {
+        checkpointer
+            .progress
+            .lock()
+            .expect("not poisoned")
+            .at_shard_end = true;
+        self.processor.shard_ended(checkpointer).await;
+        if self.held.is_lost() {
+            self.processor.lease_lost().await;
+            return ShardOutcome::LeaseLost;
+        }
+        match self.held.checkpoint().await {
+            Some(Checkpoint::ShardEnd) => ShardOutcome::Ended(children),
+            _ => {
+                tracing::error!(shard = %self.held.shard, "shard_ended returned without checkpointing SHARD_END; the shard will be processed again");
+                ShardOutcome::EndNotCheckpointed
+            }
+        }
+    }
+
+    async fn lease_lost(&mut self) -> ShardOutcome {
+        self.processor.lease_lost().await;
+        ShardOutcome::LeaseLost
+    }
+
+    async fn shut_down(&mut self, checkpointer: &Checkpointer) -> ShardOutcome {
+        self.processor.shutdown_requested(checkpointer).await;
+        ShardOutcome::ShutDown
+    }
+}
+
+/// Resolves once the flag is set (or its sender is gone); holds no borrow of the value after.
+pub(crate) async fn signalled(flag: &mut watch::Receiver<bool>) {
+    if flag.wait_for(|set| *set).await.is_err() {
+        // The sender is gone: nothing will ever set the flag.
+        std::future::pending::<()>().await;
+    }
+}
+
+/// Turns a panic inside the processor into an error, so the batch is retried, not lost.
+struct CatchUnwind<F>(Pin<Box<F>>);
+
+impl<F: Future> Future for CatchUnwind<F> {
+    type Output = Result<F::Output, String>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let inner = self.0.as_mut();
+        match std::panic::catch_unwind(AssertUnwindSafe(|| inner.poll(cx))) {
+            Ok(Poll::Pending) => Poll::Pending,
+            Ok(Poll::Ready(output)) => Poll::Ready(Ok(output)),
+            Err(panic) => Poll::Ready(Err(panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a panic".into()))),
+        }
+    }
+}

@@ -1,0 +1,59 @@
+//! Listing a stream's shards with their parents, for shard sync and for finding the children of
+//! an ended shard on servers that do not name them in `GetRecords`.
+
+use aws_sdk_kinesis::error::{DisplayErrorContext, ProvideErrorMetadata};
+use kinesis_aggregation::ShardId;
+
+/// One shard as `ListShards` describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShardInfo {
+    /// The shard.
+    pub shard_id: ShardId,
+    /// Its parent and, after a merge, adjacent parent.
+    pub parents: Vec<ShardId>,
+    /// Whether it is still open (no ending sequence number).
+    pub open: bool,
+}
+
+/// Every shard of `stream`, open or closed, following `NextToken`.
+pub async fn list_shards(
+    client: &aws_sdk_kinesis::Client,
+    stream: &str,
+) -> Result<Vec<ShardInfo>, String> {
+    let mut shards = Vec::new();
+    let mut next_token: Option<String> = None;
+    loop {
+        let request = match &next_token {
+            Some(token) => client.list_shards().next_token(token),
+            None => client.list_shards().stream_name(stream),
+        };
+        let page = request.send().await.map_err(|error| {
+            format!(
+                "{}: {}",
+                error.code().unwrap_or("ClientError"),
+                error
+                    .message()
+                    .map(str::to_owned)
+                    .unwrap_or_else(|| DisplayErrorContext(&error).to_string())
+            )
+        })?;
+        for shard in page.shards() {
+            let parents = [shard.parent_shard_id(), shard.adjacent_parent_shard_id()]
+                .into_iter()
+                .flatten()
+                .map(ShardId::from)
+                .collect();
+            shards.push(ShardInfo {
+                shard_id: ShardId::from(shard.shard_id()),
+                parents,
+                open: shard
+                    .sequence_number_range()
+                    .is_none_or(|r| r.ending_sequence_number().is_none()),
+            });
+        }
+        next_token = page.next_token().map(str::to_owned);
+        if next_token.is_none() {
+            return Ok(shards);
+        }
+    }
+}

@@ -1,0 +1,212 @@
+//! Shared pieces of the consumer's integration tests: a recording processor, quick settings,
+//! and helpers to put records and wait for them.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use kinesis_aggregation::ShardId;
+use kinesis_consumer::lease::LeaseConfig;
+use kinesis_consumer::retrieval::PollingConfig;
+use kinesis_consumer::{
+    Checkpointer, InitializationInput, Position, ProcessRecordsInput, ProcessorError,
+    RecordProcessor,
+};
+use kinesis_producer::Producer;
+
+/// What every processor of a test saw, by worker.
+#[derive(Debug, Default)]
+pub struct Seen {
+    /// (worker, shard, position, data) for every delivered record, in delivery order.
+    pub records: Vec<(String, ShardId, Position, String)>,
+    pub initialized: Vec<(String, ShardId)>,
+    pub ended: Vec<(String, ShardId)>,
+    pub lost: Vec<(String, ShardId)>,
+    pub shutdown: Vec<(String, ShardId)>,
+    pub checkpoint_errors: Vec<(String, ShardId, String)>,
+    /// (worker, shard, position) of every successful checkpoint.
+    pub checkpointed: Vec<(String, ShardId, Position)>,
+}
+
+impl Seen {
+    pub fn count(&self) -> usize {
+        self.records.len()
+    }
+
+    /// Data values delivered, per partition-key-independent value, with how often.
+    pub fn multiplicity(&self) -> BTreeMap<String, usize> {
+        let mut counts = BTreeMap::new();
+        for (_, _, _, data) in &self.records {
+            *counts.entry(data.clone()).or_default() += 1;
+        }
+        counts
+    }
+}
+
+/// Records everything and checkpoints after every batch (unless told not to).
+pub struct Recorder {
+    pub worker: String,
+    pub shard: ShardId,
+    pub seen: Arc<Mutex<Seen>>,
+    pub checkpoint_every_batch: bool,
+}
+
+impl RecordProcessor for Recorder {
+    async fn initialize(&mut self, input: InitializationInput) {
+        self.seen
+            .lock()
+            .unwrap()
+            .initialized
+            .push((self.worker.clone(), input.shard_id));
+    }
+
+    async fn process_records(
+        &mut self,
+        input: ProcessRecordsInput<'_>,
+    ) -> Result<(), ProcessorError> {
+        {
+            let mut seen = self.seen.lock().unwrap();
+            for record in &input.records {
+                seen.records.push((
+                    self.worker.clone(),
+                    self.shard.clone(),
+                    record.position(),
+                    String::from_utf8_lossy(&record.data).into_owned(),
+                ));
+            }
+        }
+        if self.checkpoint_every_batch
+            && let Err(error) = input.checkpointer.checkpoint().await
+        {
+            self.seen.lock().unwrap().checkpoint_errors.push((
+                self.worker.clone(),
+                self.shard.clone(),
+                error.to_string(),
+            ));
+        }
+        Ok(())
+    }
+
+    async fn lease_lost(&mut self) {
+        self.seen
+            .lock()
+            .unwrap()
+            .lost
+            .push((self.worker.clone(), self.shard.clone()));
+    }
+
+    async fn shard_ended(&mut self, checkpointer: &Checkpointer) {
+        checkpointer
+            .checkpoint()
+            .await
+            .expect("SHARD_END checkpoint");
+        self.seen
+            .lock()
+            .unwrap()
+            .ended
+            .push((self.worker.clone(), self.shard.clone()));
+    }
+
+    async fn shutdown_requested(&mut self, checkpointer: &Checkpointer) {
+        let _ = checkpointer.checkpoint().await;
+        self.seen
+            .lock()
+            .unwrap()
+            .shutdown
+            .push((self.worker.clone(), self.shard.clone()));
+    }
+}
+
+/// Short intervals so tests run in seconds.
+pub fn quick_leases(failover: Duration) -> LeaseConfig {
+    LeaseConfig::default().failover_time(failover)
+}
+
+pub fn quick_polling() -> PollingConfig {
+    PollingConfig {
+        idle_time_between_reads: Duration::from_millis(50),
+        min_backoff: Duration::from_millis(20),
+        max_backoff: Duration::from_millis(500),
+        ..PollingConfig::default()
+    }
+}
+
+/// Puts `values` (as data) with partition keys `key-<value % keys>`, aggregated or not.
+pub async fn put_values(
+    client: &aws_sdk_kinesis::Client,
+    stream: &str,
+    values: std::ops::Range<usize>,
+    aggregate: bool,
+) {
+    let producer = Producer::builder(client.clone(), stream)
+        .aggregation_enabled(aggregate)
+        .aggregation_max_size(8_192)
+        .build()
+        .await
+        .unwrap();
+    let mut handles = Vec::new();
+    for value in values {
+        handles.push(
+            producer
+                .put_data(format!("key-{}", value % 101), value.to_string())
+                .await
+                .unwrap(),
+        );
+    }
+    for handle in handles {
+        handle.await.unwrap();
+    }
+    producer.shutdown().await.unwrap();
+}
+
+/// Waits until `done` holds, checking every 50 ms, for at most `limit`.
+pub async fn wait_until(limit: Duration, what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + limit;
+    while !done() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A factory of [`Recorder`]s for `worker`.
+pub fn recorder(
+    worker: &str,
+    seen: &Arc<Mutex<Seen>>,
+) -> impl Fn(&ShardId) -> Recorder + Send + Sync + 'static {
+    let worker = worker.to_owned();
+    let seen = seen.clone();
+    move |shard: &ShardId| Recorder {
+        worker: worker.clone(),
+        shard: shard.clone(),
+        seen: seen.clone(),
+        checkpoint_every_batch: true,
+    }
+}
+
+/// Lease owners by shard, from the table.
+pub async fn owners(
+    store: &dyn kinesis_consumer::lease::LeaseStore,
+) -> BTreeMap<ShardId, Option<String>> {
+    store
+        .list()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter_map(Result::ok)
+        .map(|l| (l.lease_key, l.lease_owner))
+        .collect()
+}
+
+/// How many leases each owner holds.
+pub fn load(owners: &BTreeMap<ShardId, Option<String>>) -> BTreeMap<String, usize> {
+    let mut load = BTreeMap::new();
+    for owner in owners.values().flatten() {
+        *load.entry(owner.clone()).or_default() += 1;
+    }
+    load
+}

@@ -1,0 +1,253 @@
+//! Polling retrieval against real local servers: every record once and in order, through expired
+//! iterators and throttling, resuming inside an aggregate, and the shard end after a split.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use kinesis_aggregation::ShardId;
+use kinesis_consumer::retrieval::{Batch, PollingConfig, ShardFetcher, StartingPosition};
+use kinesis_consumer::{Position, Record};
+use kinesis_producer::Producer;
+use kinesis_test_support::proxy::{FaultKind, FaultProxy, Faults, GetRecordsFaults};
+use kinesis_test_support::{
+    KinesisServer, create_stream, kinesis_client, sdk_config, unique_name, wait_for_stream,
+};
+
+fn fast() -> PollingConfig {
+    PollingConfig {
+        max_records: 50,
+        idle_time_between_reads: Duration::from_millis(10),
+        min_backoff: Duration::from_millis(5),
+        max_backoff: Duration::from_millis(50),
+        ..PollingConfig::default()
+    }
+}
+
+/// Puts `count` records through the producer (aggregated, several per Kinesis record) into a
+/// one-shard stream; returns the stream name.
+async fn stream_with_records(
+    server: KinesisServer,
+    count: usize,
+    aggregation_max_size: usize,
+) -> (aws_sdk_kinesis::Client, String) {
+    let client = kinesis_client(server).await;
+    let stream = unique_name("polling");
+    create_stream(&client, &stream, 1).await;
+    let producer = Producer::builder(client.clone(), &stream)
+        .aggregation_max_size(aggregation_max_size)
+        .build()
+        .await
+        .unwrap();
+    let mut handles = Vec::new();
+    for i in 0..count {
+        handles.push(
+            producer
+                .put_data(format!("key-{}", i % 17), i.to_string())
+                .await
+                .unwrap(),
+        );
+    }
+    for handle in handles {
+        handle.await.unwrap();
+    }
+    producer.shutdown().await.unwrap();
+    (client, stream)
+}
+
+/// Reads until a batch is empty (the tip of an open shard) or the shard ends.
+async fn read_all(fetcher: &mut ShardFetcher) -> Vec<Record> {
+    let mut records = Vec::new();
+    while let Some(batch) = tokio::time::timeout(Duration::from_secs(30), fetcher.next())
+        .await
+        .expect("a batch in time")
+    {
+        let Batch {
+            records: batch,
+            shard_end,
+            ..
+        } = batch.expect("no fatal error");
+        let empty = batch.is_empty();
+        records.extend(batch);
+        if empty || shard_end.is_some() {
+            break;
+        }
+    }
+    records
+}
+
+fn values(records: &[Record]) -> Vec<usize> {
+    records
+        .iter()
+        .map(|r| std::str::from_utf8(&r.data).unwrap().parse().unwrap())
+        .collect()
+}
+
+fn first_shard() -> ShardId {
+    ShardId::from("shardId-000000000000")
+}
+
+#[tokio::test]
+async fn reads_every_record_once_in_order_on_both_servers() {
+    for server in KinesisServer::ALL {
+        let (client, stream) = stream_with_records(server, 1_000, 2_000).await;
+        let mut fetcher = ShardFetcher::start(
+            client,
+            Arc::from(stream.as_str()),
+            first_shard(),
+            StartingPosition::TrimHorizon,
+            fast(),
+        );
+        let records = read_all(&mut fetcher).await;
+        assert_eq!(
+            values(&records),
+            (0..1_000).collect::<Vec<_>>(),
+            "{server:?}"
+        );
+        assert!(records.iter().any(|r| r.aggregated));
+        assert!(
+            records
+                .windows(2)
+                .all(|w| w[0].position() < w[1].position())
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expired_iterators_and_throttling_skip_nothing_and_repeat_nothing() {
+    // kinesalite: kinesis-mock takes ~150 ms a call, and this test makes hundreds.
+    let (_, stream) = stream_with_records(KinesisServer::Kinesalite, 1_000, 200).await;
+    let proxy = FaultProxy::start(&KinesisServer::Kinesalite.endpoint()).await;
+    proxy.set_faults(Faults {
+        seed: Some(11),
+        get_records: GetRecordsFaults {
+            throttle_rate: 0.3,
+            expired_iterator_rate: 0.3,
+        },
+        ..Faults::default()
+    });
+    let client = aws_sdk_kinesis::Client::new(&sdk_config(proxy.endpoint()).await);
+    // One Kinesis record per call: many calls, many faults.
+    let config = PollingConfig {
+        max_records: 1,
+        ..fast()
+    };
+    let mut fetcher = ShardFetcher::start(
+        client,
+        Arc::from(stream.as_str()),
+        first_shard(),
+        StartingPosition::TrimHorizon,
+        config,
+    );
+    let records = read_all(&mut fetcher).await;
+    assert_eq!(values(&records), (0..1_000).collect::<Vec<_>>());
+    let stats = proxy.stats();
+    assert!(stats.faults(FaultKind::ExpiredIterator) > 3, "{stats:?}");
+    assert!(
+        stats.faults(FaultKind::GetRecordsThrottled) > 3,
+        "{stats:?}"
+    );
+}
+
+#[tokio::test]
+async fn resuming_inside_an_aggregate_delivers_exactly_the_rest() {
+    let (client, stream) = stream_with_records(KinesisServer::KinesisMock, 500, 2_000).await;
+    let stream: Arc<str> = Arc::from(stream.as_str());
+    let mut fetcher = ShardFetcher::start(
+        client.clone(),
+        stream.clone(),
+        first_shard(),
+        StartingPosition::TrimHorizon,
+        fast(),
+    );
+    let all = read_all(&mut fetcher).await;
+    // A checkpoint in the middle of an aggregate, and one at its last sub-record.
+    let middle = all
+        .iter()
+        .position(|r| r.aggregated && r.sub_sequence_number == 3)
+        .unwrap();
+    let last_of_aggregate = all
+        .windows(2)
+        .position(|w| w[0].sequence_number != w[1].sequence_number && w[0].aggregated)
+        .unwrap();
+    for checkpoint in [middle, last_of_aggregate] {
+        let position = all[checkpoint].position();
+        let mut fetcher = ShardFetcher::start(
+            client.clone(),
+            stream.clone(),
+            first_shard(),
+            StartingPosition::After(position),
+            fast(),
+        );
+        let rest = read_all(&mut fetcher).await;
+        assert_eq!(
+            values(&rest),
+            values(&all[checkpoint + 1..]),
+            "resume after record {checkpoint}"
+        );
+    }
+    // A checkpoint at the very last sub-record delivers nothing.
+    let beyond = Position {
+        sequence_number: all.last().unwrap().sequence_number.clone(),
+        sub_sequence_number: u64::MAX,
+    };
+    let mut fetcher = ShardFetcher::start(
+        client,
+        stream,
+        first_shard(),
+        StartingPosition::After(beyond),
+        fast(),
+    );
+    assert!(read_all(&mut fetcher).await.is_empty());
+}
+
+#[tokio::test]
+async fn a_split_parent_ends_with_its_children() {
+    for server in KinesisServer::ALL {
+        let (client, stream) = stream_with_records(server, 300, 2_000).await;
+        client
+            .split_shard()
+            .stream_name(&stream)
+            .shard_to_split("shardId-000000000000")
+            .new_starting_hash_key((u128::MAX / 2).to_string())
+            .send()
+            .await
+            .unwrap();
+        wait_for_stream(&client, &stream).await;
+        let mut fetcher = ShardFetcher::start(
+            client,
+            Arc::from(stream.as_str()),
+            first_shard(),
+            StartingPosition::TrimHorizon,
+            fast(),
+        );
+        let mut records = Vec::new();
+        let children = loop {
+            let batch = tokio::time::timeout(Duration::from_secs(30), fetcher.next())
+                .await
+                .expect("the closed shard ends")
+                .expect("a batch")
+                .unwrap();
+            records.extend(batch.records);
+            if let Some(children) = batch.shard_end {
+                break children;
+            }
+        };
+        assert_eq!(values(&records), (0..300).collect::<Vec<_>>(), "{server:?}");
+        match server {
+            // kinesis-mock names the children; kinesalite does not (list the shards instead).
+            KinesisServer::KinesisMock => {
+                assert_eq!(children.len(), 2);
+                assert!(
+                    children
+                        .iter()
+                        .all(|c| c.parent_shards == vec![first_shard()])
+                );
+            }
+            KinesisServer::Kinesalite => assert!(children.is_empty()),
+        }
+        assert!(
+            fetcher.next().await.is_none(),
+            "nothing after the shard end"
+        );
+    }
+}
