@@ -22,6 +22,7 @@ pub use kinesis_aggregation;
 
 mod checkpointer;
 pub mod lease;
+pub mod metrics;
 mod processor;
 mod record;
 pub mod retrieval;

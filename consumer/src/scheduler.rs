@@ -15,6 +15,7 @@ use crate::lease::{
     Checkpoint, DynamoLeaseStore, Lease, LeaseConfig, LeaseObservations, LeaseStore,
     LeaseStoreError, compute_leases_to_take,
 };
+use crate::metrics as m;
 use crate::processor::RecordProcessorFactory;
 use crate::retrieval::{ChildShard, PollingConfig};
 use crate::shard_consumer::{ShardConsumer, ShardOutcome, signalled};
@@ -332,15 +333,15 @@ impl<F: RecordProcessorFactory> Worker<'_, F> {
         for running in self.held.values() {
             let held = &running.held;
             match held.renew().await {
-                Ok(()) => metrics::counter!("RenewLease.Success").increment(1),
+                Ok(()) => metrics::counter!(m::RENEW_LEASE_SUCCESS, "worker" => self.scheduler.worker_id.clone()).increment(1),
                 Err(error) => {
-                    metrics::counter!("RenewLease.Failure").increment(1);
+                    metrics::counter!(m::RENEW_LEASE_FAILURE, "worker" => self.scheduler.worker_id.clone()).increment(1);
                     if error.is_condition_failed() {
                         tracing::warn!(shard = %held.shard, worker = %self.scheduler.worker_id, "lease lost: another worker took it");
-                        metrics::counter!("LeasesLost").increment(1);
+                        metrics::counter!(m::LEASES_LOST, "worker" => self.scheduler.worker_id.clone()).increment(1);
                     } else if held.last_written.lock().expect("not poisoned").elapsed() > failover {
                         tracing::warn!(shard = %held.shard, %error, "lease not renewed for failoverTime; giving it up");
-                        metrics::counter!("LeasesLost").increment(1);
+                        metrics::counter!(m::LEASES_LOST, "worker" => self.scheduler.worker_id.clone()).increment(1);
                         let mut lease = held.lease.lock().await;
                         held.mark_lost(&mut lease);
                     }
@@ -356,7 +357,8 @@ impl<F: RecordProcessorFactory> Worker<'_, F> {
         for shard in lost {
             self.held.remove(&shard);
         }
-        metrics::gauge!("CurrentLeases").set(self.held.len() as f64);
+        metrics::gauge!(m::CURRENT_LEASES, "worker" => self.scheduler.worker_id.clone())
+            .set(self.held.len() as f64);
     }
 
     /// Takes expired and unowned leases up to a balanced share, or steals one.
@@ -391,7 +393,7 @@ impl<F: RecordProcessorFactory> Worker<'_, F> {
             match self.store().take(lease, worker_id).await {
                 Ok(taken) => {
                     tracing::info!(%shard, worker = %worker_id, "lease taken");
-                    metrics::counter!("LeasesTaken").increment(1);
+                    metrics::counter!(m::LEASES_TAKEN, "worker" => worker_id.clone()).increment(1);
                     self.held.insert(
                         shard.clone(),
                         Running {
@@ -406,7 +408,8 @@ impl<F: RecordProcessorFactory> Worker<'_, F> {
                 Err(error) => tracing::warn!(%shard, %error, "taking the lease failed"),
             }
         }
-        metrics::gauge!("CurrentLeases").set(self.held.len() as f64);
+        metrics::gauge!(m::CURRENT_LEASES, "worker" => self.scheduler.worker_id.clone())
+            .set(self.held.len() as f64);
     }
 
     /// Starts the consumers of held leases whose parents are finished.
@@ -481,7 +484,8 @@ impl<F: RecordProcessorFactory> Worker<'_, F> {
                 self.release(&running.held).await;
             }
         }
-        metrics::gauge!("CurrentLeases").set(self.held.len() as f64);
+        metrics::gauge!(m::CURRENT_LEASES, "worker" => self.scheduler.worker_id.clone())
+            .set(self.held.len() as f64);
     }
 
     async fn release(&self, held: &HeldLease) {

@@ -13,6 +13,7 @@ use tokio::sync::watch;
 
 use crate::checkpointer::{Checkpointer, HeldLease, Progress};
 use crate::lease::Checkpoint;
+use crate::metrics as m;
 use crate::processor::{InitializationInput, ProcessRecordsInput, RecordProcessor};
 use crate::record::Record;
 use crate::retrieval::{ChildShard, PollingConfig, ShardFetcher, StartingPosition};
@@ -108,13 +109,13 @@ impl<P: RecordProcessor> ShardConsumer<P> {
                     .lock()
                     .expect("not poisoned")
                     .last_delivered = Some(last.position());
-                metrics::counter!("RecordsProcessed", "shard" => shard.to_string())
+                metrics::counter!(m::RECORDS_PROCESSED, "stream" => self.stream.to_string(), "shard" => shard.to_string())
                     .increment(batch.records.len() as u64);
                 let bytes: usize = batch.records.iter().map(|r| r.data.len()).sum();
-                metrics::counter!("DataBytesProcessed", "shard" => shard.to_string())
+                metrics::counter!(m::DATA_BYTES_PROCESSED, "stream" => self.stream.to_string(), "shard" => shard.to_string())
                     .increment(bytes as u64);
                 if let Some(behind) = batch.millis_behind_latest {
-                    metrics::gauge!("MillisBehindLatest", "shard" => shard.to_string())
+                    metrics::gauge!(m::MILLIS_BEHIND_LATEST, "stream" => self.stream.to_string(), "shard" => shard.to_string())
                         .set(behind as f64);
                 }
                 if let Some(outcome) = self
@@ -152,7 +153,7 @@ impl<P: RecordProcessor> ShardConsumer<P> {
                 checkpointer,
             };
             let result = CatchUnwind(Box::pin(self.processor.process_records(input))).await;
-            metrics::histogram!("ProcessTask.Time", "shard" => self.held.shard.to_string())
+            metrics::histogram!(m::PROCESS_TASK_TIME, "stream" => self.stream.to_string(), "shard" => self.held.shard.to_string())
                 .record(started.elapsed().as_secs_f64() * 1000.0);
             let error = match result {
                 Ok(Ok(())) => return None,
@@ -161,7 +162,7 @@ impl<P: RecordProcessor> ShardConsumer<P> {
             };
             let delay = backoff.next().unwrap_or(PROCESSOR_MAX_BACKOFF);
             tracing::warn!(shard = %self.held.shard, error, ?delay, "process_records failed; the same batch will be delivered again");
-            metrics::counter!("ProcessRecordsRetries", "shard" => self.held.shard.to_string())
+            metrics::counter!(m::PROCESS_TASK_RETRIES, "stream" => self.stream.to_string(), "shard" => self.held.shard.to_string())
                 .increment(1);
             let mut lost = self.held.lost.subscribe();
             let mut shutdown = self.shutdown.clone();
