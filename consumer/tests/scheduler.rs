@@ -383,3 +383,61 @@ async fn a_malformed_lease_item_is_reported_and_the_other_shards_go_on() {
         "the bad item is left for a person to look at"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn latest_and_at_timestamp_start_new_leases_where_asked() {
+    for (name, latest) in [("latest", true), ("at-timestamp", false)] {
+        let kinesis = kinesis_client(KinesisServer::Kinesalite).await;
+        let dynamodb = dynamodb_client(DynamoDbServer::Dynalite).await;
+        let stream = unique_name(&format!("consumer-{name}"));
+        create_stream(&kinesis, &stream, 1).await;
+        common::put_values(&kinesis, &stream, 0..500, true).await;
+        // Arrival timestamps have millisecond precision: leave a clear gap around the mark.
+        tokio::time::sleep(Duration::from_millis(1_500)).await;
+        let mark = std::time::SystemTime::now();
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let position = if latest {
+            InitialPosition::Latest
+        } else {
+            common::put_values(&kinesis, &stream, 500..1_000, true).await;
+            InitialPosition::AtTimestamp(mark)
+        };
+        let seen = Arc::new(Mutex::new(Seen::default()));
+        let handle = Scheduler::builder(kinesis.clone(), dynamodb, &stream, unique_name("app"))
+            .worker_id("w1")
+            .initial_position(position)
+            .lease_config(common::quick_leases(Duration::from_secs(3)))
+            .polling_config(common::quick_polling())
+            .build(common::recorder("w1", &seen))
+            .await
+            .unwrap()
+            .spawn();
+        common::wait_until(Duration::from_secs(30), "the lease to be processed", || {
+            !seen.lock().unwrap().initialized.is_empty()
+        })
+        .await;
+        if latest {
+            // Give the reader time to take its LATEST iterator before the new records go in.
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            common::put_values(&kinesis, &stream, 500..1_000, true).await;
+        }
+        common::wait_until(Duration::from_secs(30), "the later records", || {
+            seen.lock().unwrap().count() >= 500
+        })
+        .await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        handle.shutdown().await.unwrap();
+        let seen = std::mem::take(&mut *seen.lock().unwrap());
+        let multiplicity = seen.multiplicity();
+        let expected: std::collections::BTreeSet<String> =
+            (500..1_000).map(|v| v.to_string()).collect();
+        assert_eq!(
+            multiplicity
+                .keys()
+                .cloned()
+                .collect::<std::collections::BTreeSet<_>>(),
+            expected,
+            "{name}"
+        );
+    }
+}
