@@ -21,7 +21,9 @@ pub(crate) type Reply = oneshot::Sender<Result<PutOutcome, PutError>>;
 #[derive(Debug)]
 pub(crate) struct Member {
     pub reply: Reply,
+    /// When the pipeline took the record (the origin of `RecordMaxBufferedTime`).
     pub arrived: Instant,
+    /// `put` time plus `RecordTtl`.
     pub expires: Instant,
     /// Bytes counted against `MaxOutstandingBytes`.
     pub size: u32,
@@ -152,12 +154,14 @@ impl Entry {
         ledger: &mut Ledger,
     ) {
         let aggregated = self.aggregated;
+        // One list of attempts for every record of the entry: they were all sent together.
+        let attempts: Arc<[Attempt]> = Arc::from(self.attempts);
         for (i, member) in self.members.into_iter().enumerate() {
             let outcome = PutOutcome {
                 shard_id: shard_id.clone(),
                 sequence_number: sequence_number.clone(),
                 sub_sequence_number: aggregated.then_some(i as u64),
-                attempts: self.attempts.clone(),
+                attempts: attempts.clone(),
             };
             ledger.resolve(member, Ok(outcome));
         }
@@ -245,12 +249,16 @@ pub(crate) struct Expired {
 pub(crate) struct Ledger {
     pub released_records: usize,
     pub released_bytes: usize,
-    pub outstanding_by_epoch: std::collections::BTreeMap<u64, usize>,
+    /// Unresolved records per flush epoch, oldest first (epochs only grow, and few are open).
+    pub outstanding_by_epoch: std::collections::VecDeque<(u64, usize)>,
 }
 
 impl Ledger {
     pub fn admit(&mut self, epoch: u64, records: usize) {
-        *self.outstanding_by_epoch.entry(epoch).or_default() += records;
+        match self.outstanding_by_epoch.back_mut() {
+            Some((last, count)) if *last == epoch => *count += records,
+            _ => self.outstanding_by_epoch.push_back((epoch, records)),
+        }
     }
 
     /// Delivers `result` to the member's `put` handle and accounts for it.
@@ -259,12 +267,14 @@ impl Ledger {
         let _ = member.reply.send(result);
         self.released_records += 1;
         self.released_bytes += member.size as usize;
-        if let std::collections::btree_map::Entry::Occupied(mut count) =
-            self.outstanding_by_epoch.entry(member.epoch)
+        if let Some(i) = self
+            .outstanding_by_epoch
+            .iter()
+            .rposition(|(e, _)| *e == member.epoch)
         {
-            *count.get_mut() -= 1;
-            if *count.get() == 0 {
-                count.remove();
+            self.outstanding_by_epoch[i].1 -= 1;
+            if self.outstanding_by_epoch[i].1 == 0 {
+                self.outstanding_by_epoch.remove(i);
             }
         }
     }
@@ -272,12 +282,12 @@ impl Ledger {
     /// Whether every record admitted in `epoch` or before is resolved.
     pub fn settled_through(&self, epoch: u64) -> bool {
         self.outstanding_by_epoch
-            .first_key_value()
+            .front()
             .is_none_or(|(oldest, _)| *oldest > epoch)
     }
 
     pub fn outstanding(&self) -> usize {
-        self.outstanding_by_epoch.values().sum()
+        self.outstanding_by_epoch.iter().map(|(_, n)| n).sum()
     }
 }
 

@@ -82,8 +82,8 @@ pub struct PutOutcome {
     pub sequence_number: SequenceNumber,
     /// Its index inside that Kinesis record when sent aggregated; `None` when sent on its own.
     pub sub_sequence_number: Option<u64>,
-    /// Every attempt, the last one successful.
-    pub attempts: Vec<Attempt>,
+    /// Every attempt, the last one successful (shared by the records that travelled together).
+    pub attempts: std::sync::Arc<[Attempt]>,
 }
 
 /// Why a record was not put. Every variant but [`PutError::Aborted`] gives the record back.

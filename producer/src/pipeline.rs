@@ -3,6 +3,8 @@
 //! and retries or resolves every entry from the responses.
 
 use std::collections::{HashMap, VecDeque};
+
+use foldhash::fast::RandomState;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -86,8 +88,9 @@ pub(crate) struct Pipeline {
     last_map_request: Option<Instant>,
     map_tx: mpsc::UnboundedSender<Option<ShardMap>>,
     map_rx: mpsc::UnboundedReceiver<Option<ShardMap>>,
-    buffers: HashMap<ShardKey, ShardBuffer>,
-    queues: HashMap<ShardKey, ShardQueue>,
+    /// Aggregates per shard of the current map (aggregation needs a map).
+    buffers: HashMap<ShardId, ShardBuffer, RandomState>,
+    queues: HashMap<ShardKey, ShardQueue, RandomState>,
     queued_records: usize,
     queued_bytes: usize,
     in_flight: HashMap<u64, InFlight>,
@@ -131,8 +134,8 @@ impl Pipeline {
             last_map_request: None,
             map_tx,
             map_rx,
-            buffers: HashMap::new(),
-            queues: HashMap::new(),
+            buffers: HashMap::default(),
+            queues: HashMap::default(),
             queued_records: 0,
             queued_bytes: 0,
             in_flight: HashMap::new(),
@@ -161,8 +164,9 @@ impl Pipeline {
                         metrics::counter!(m::USER_RECORDS_RECEIVED, "stream" => self.stream.to_string())
                             .increment(puts as u64);
                     }
+                    let now = Instant::now();
                     for command in batch.drain(..) {
-                        self.handle(command);
+                        self.handle(command, now);
                     }
                 }
                 Some((id, result)) = self.responses_rx.recv() => self.handle_response(id, result),
@@ -183,9 +187,9 @@ impl Pipeline {
         }
     }
 
-    fn handle(&mut self, command: Command) {
+    fn handle(&mut self, command: Command, now: Instant) {
         match command {
-            Command::Put(incoming) => self.admit(incoming),
+            Command::Put(incoming) => self.admit(incoming, now),
             Command::Flush(done) => {
                 self.flush_waiters.push((self.epoch, done));
                 self.epoch += 1;
@@ -202,8 +206,9 @@ impl Pipeline {
         self.closing = true;
         // Puts already in the channel were accepted: take them. Later sends fail (Closed).
         self.commands.close();
+        let now = Instant::now();
         while let Ok(command) = self.commands.try_recv() {
-            self.handle(command);
+            self.handle(command, now);
         }
         self.finish_all_buffers();
     }
@@ -213,7 +218,11 @@ impl Pipeline {
         self.closing || !self.flush_waiters.is_empty()
     }
 
-    fn admit(&mut self, incoming: Incoming) {
+    /// Takes a record into its shard's aggregate. `RecordMaxBufferedTime` counts from `now`, when
+    /// the pipeline takes the record: time spent waiting for a saturated pipeline is not time
+    /// to send sooner, and counting it would flush every aggregate nearly empty exactly when the
+    /// pipeline can least afford it. `RecordTtl` counts from `put`.
+    fn admit(&mut self, incoming: Incoming, now: Instant) {
         let Incoming {
             record,
             hash_key,
@@ -224,14 +233,18 @@ impl Pipeline {
         self.ledger.admit(self.epoch, 1);
         let member = Member {
             reply,
-            arrived,
+            arrived: now,
             expires: arrived + self.config.record_ttl,
             size,
             epoch: self.epoch,
         };
-        let shard = self.map.as_ref().map(|map| map.shard_for(hash_key).clone());
         // Without a shard map, records cannot be grouped by shard: send them on their own.
-        if !self.config.aggregation_enabled || shard.is_none() {
+        let Some(map) = self
+            .map
+            .as_ref()
+            .filter(|_| self.config.aggregation_enabled)
+        else {
+            let shard = self.map.as_ref().map(|map| map.shard_for(hash_key).clone());
             let entry = Entry::new(
                 plain_kinesis_record(&record),
                 false,
@@ -241,30 +254,35 @@ impl Pipeline {
             );
             self.enqueue(shard, entry, false);
             return;
-        }
+        };
+        let shard = map.shard_for(hash_key);
         let config = &self.config;
-        let buffer = self
-            .buffers
-            .entry(shard.clone())
-            .or_insert_with(|| ShardBuffer {
-                aggregator: Aggregator::new(
-                    config.aggregation_max_size,
-                    config.aggregation_max_count,
-                )
-                .expect("validated configuration"),
-                members: Vec::new(),
-            });
+        if !self.buffers.contains_key(shard) {
+            let aggregator =
+                Aggregator::new(config.aggregation_max_size, config.aggregation_max_count)
+                    .expect("validated configuration");
+            self.buffers.insert(
+                shard.clone(),
+                ShardBuffer {
+                    aggregator,
+                    members: Vec::new(),
+                },
+            );
+        }
+        let buffer = self.buffers.get_mut(shard).expect("inserted above");
         if buffer.aggregator.try_add(&record).is_err() {
-            let full = finish_buffer(buffer, shard.clone(), config.record_max_buffered_time);
+            let shard = shard.clone();
+            let full = finish_buffer(buffer, Some(shard.clone()), config.record_max_buffered_time);
             buffer
                 .aggregator
                 .try_add(&record)
                 .expect("an empty aggregator takes any valid record");
+            buffer.members.push(member);
             if let Some(entry) = full {
-                self.enqueue(shard.clone(), entry, false);
+                self.enqueue(Some(shard), entry, false);
             }
+            return;
         }
-        let buffer = self.buffers.get_mut(&shard).expect("inserted above");
         buffer.members.push(member);
     }
 
@@ -296,7 +314,7 @@ impl Pipeline {
     fn flush_due_buffers(&mut self, now: Instant) {
         let max_buffered = self.config.record_max_buffered_time;
         let flushing = self.flushing();
-        let due: Vec<ShardKey> = self
+        let due: Vec<ShardId> = self
             .buffers
             .iter()
             .filter(|(_, b)| {
@@ -307,21 +325,22 @@ impl Pipeline {
             .map(|(k, _)| k.clone())
             .collect();
         for shard in due {
-            let buffer = self.buffers.get_mut(&shard).expect("listed above");
-            if let Some(entry) = finish_buffer(buffer, shard.clone(), max_buffered) {
-                self.enqueue(shard, entry, false);
-            }
+            self.finish_buffer_of(shard);
+        }
+    }
+
+    fn finish_buffer_of(&mut self, shard: ShardId) {
+        let max_buffered = self.config.record_max_buffered_time;
+        let buffer = self.buffers.get_mut(&shard).expect("a buffered shard");
+        if let Some(entry) = finish_buffer(buffer, Some(shard.clone()), max_buffered) {
+            self.enqueue(Some(shard), entry, false);
         }
     }
 
     fn finish_all_buffers(&mut self) {
-        let max_buffered = self.config.record_max_buffered_time;
-        let shards: Vec<ShardKey> = self.buffers.keys().cloned().collect();
+        let shards: Vec<ShardId> = self.buffers.keys().cloned().collect();
         for shard in shards {
-            let buffer = self.buffers.get_mut(&shard).expect("listed above");
-            if let Some(entry) = finish_buffer(buffer, shard.clone(), max_buffered) {
-                self.enqueue(shard, entry, false);
-            }
+            self.finish_buffer_of(shard);
         }
     }
 
@@ -737,7 +756,8 @@ impl Pipeline {
         // owns its explicit hash key now.
         self.finish_all_buffers();
         let current = |shard: &ShardKey| shard.as_ref().is_some_and(|s| map.range_of(s).is_some());
-        self.buffers.retain(|shard, _| current(shard));
+        self.buffers
+            .retain(|shard, _| map.range_of(shard).is_some());
         // Queues of closed shards go once drained; their last entries land on the children.
         self.queues.retain(|shard, q| {
             current(shard) || !q.fresh.is_empty() || !q.retries.is_empty() || q.in_flight > 0
