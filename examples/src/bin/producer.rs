@@ -44,6 +44,13 @@ struct Args {
     /// Number of distinct partition keys of generated records.
     #[arg(long, default_value_t = 10_000)]
     keys: u64,
+    /// Append the id of every acknowledged generated record (its data starts with `rec-<id>`) to
+    /// this file, one per line: what the demo compares with what the workers processed.
+    #[arg(long)]
+    ack_log: Option<std::path::PathBuf>,
+    /// Split the stream's first open shard once this many records have been put.
+    #[arg(long)]
+    split_after: Option<u64>,
     /// Create the stream with this many shards if it does not exist.
     #[arg(long)]
     create_shards: Option<i32>,
@@ -79,6 +86,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         loader = loader.region(aws_config::Region::new(region.clone()));
     }
     let client = aws_sdk_kinesis::Client::new(&loader.load().await);
+    let split_client = client.clone();
     if let Some(shards) = args.create_shards {
         create_stream_if_absent(&client, &args.stream, shards).await?;
     }
@@ -98,7 +106,18 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let awaiting = Arc::new(Semaphore::new(200_000));
     let started = Instant::now();
 
+    let ack_log = match &args.ack_log {
+        Some(path) => Some(Arc::new(std::sync::Mutex::new(std::io::BufWriter::new(
+            std::fs::File::create(path)?,
+        )))),
+        None => None,
+    };
     let submit = |record: UserRecord| {
+        let id = record
+            .data()
+            .strip_prefix(b"rec-")
+            .map(|rest| String::from_utf8_lossy(&rest[..rest.len().min(12)]).into_owned());
+        let ack_log = ack_log.clone();
         let handle = producer.put(record);
         let tally = tally.clone();
         let bar = bar.clone();
@@ -109,6 +128,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             tokio::spawn(async move {
                 match handle.await {
                     Ok(outcome) => {
+                        if let (Some(log), Some(id)) = (&ack_log, &id) {
+                            use std::io::Write;
+                            let _ = writeln!(log.lock().unwrap(), "{id}");
+                        }
                         tally.put.fetch_add(1, Ordering::Relaxed);
                         tally
                             .retries
@@ -139,10 +162,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     } else {
         let mut rng = rand::rng();
-        for _ in 0..args.count {
+        for i in 0..args.count {
+            if args.split_after == Some(i) {
+                split_first_shard(producer.stream(), &split_client).await?;
+            }
             let key = format!("key-{}", rng.random_range(0..args.keys));
-            let mut data = vec![0u8; args.size];
-            rng.fill(&mut data[..]);
+            let mut data = format!("rec-{i:012}").into_bytes();
+            data.resize(args.size.max(data.len()), 0);
+            rng.fill(&mut data[16..]);
             submit(UserRecord::new(key, data)?).await;
         }
     }
@@ -151,6 +178,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let _all = awaiting.acquire_many(200_000).await?;
     producer.shutdown().await?;
     bar.finish();
+    if let Some(log) = &ack_log {
+        use std::io::Write;
+        log.lock().unwrap().flush()?;
+    }
 
     let elapsed = started.elapsed().max(Duration::from_millis(1));
     let put = tally.put.load(Ordering::Relaxed);
@@ -196,4 +227,35 @@ async fn create_stream_if_absent(
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// Splits the first open shard of `stream` at the middle of its hash-key range.
+async fn split_first_shard(
+    stream: &str,
+    client: &aws_sdk_kinesis::Client,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let shards = kinesis_consumer::list_shards(client, stream).await?;
+    let Some(shard) = shards.iter().find(|s| s.open) else {
+        return Ok(());
+    };
+    let listed = client.list_shards().stream_name(stream).send().await?;
+    let range = listed
+        .shards()
+        .iter()
+        .find(|s| s.shard_id() == shard.shard_id.as_str())
+        .and_then(|s| s.hash_key_range())
+        .ok_or("the shard has no hash-key range")?;
+    let (start, end): (u128, u128) = (
+        range.starting_hash_key().parse()?,
+        range.ending_hash_key().parse()?,
+    );
+    client
+        .split_shard()
+        .stream_name(stream)
+        .shard_to_split(shard.shard_id.as_str())
+        .new_starting_hash_key((start + (end - start) / 2).to_string())
+        .send()
+        .await?;
+    eprintln!("split {} while producing", shard.shard_id);
+    Ok(())
 }

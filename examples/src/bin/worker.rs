@@ -57,6 +57,10 @@ struct Args {
     /// `idleTimeBetweenReadsInMillis`.
     #[arg(long, default_value_t = 1_000)]
     idle_millis: u64,
+    /// Append the id of every processed record whose data starts with `rec-<id>` to this file
+    /// (what the demo compares with what the producer had acknowledged).
+    #[arg(long)]
+    processed_log: Option<std::path::PathBuf>,
     /// Seconds between progress reports.
     #[arg(long, default_value_t = 5)]
     report_seconds: u64,
@@ -72,7 +76,10 @@ struct ShardProgress {
 
 type Progress = Arc<Mutex<BTreeMap<ShardId, ShardProgress>>>;
 
+type Log = Option<Arc<Mutex<std::io::BufWriter<std::fs::File>>>>;
+
 struct Processor {
+    log: Log,
     shard: ShardId,
     progress: Progress,
     since_checkpoint: usize,
@@ -119,6 +126,18 @@ impl RecordProcessor for Processor {
         input: ProcessRecordsInput<'_>,
     ) -> Result<(), ProcessorError> {
         let count = input.records.len();
+        if let Some(log) = &self.log {
+            use std::io::Write;
+            let mut log = log.lock().unwrap();
+            for record in &input.records {
+                if let Some(id) = record.data.strip_prefix(b"rec-") {
+                    log.write_all(&id[..id.len().min(12)])?;
+                    log.write_all(b"\n")?;
+                }
+            }
+            // Written before the checkpoint: a crash after it re-delivers, never loses.
+            log.flush()?;
+        }
         self.since_checkpoint += count;
         self.update(|p| {
             p.records += count as u64;
@@ -174,13 +193,24 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .await,
     );
     let progress: Progress = Arc::default();
+    let log: Log = match &args.processed_log {
+        Some(path) => Some(Arc::new(Mutex::new(std::io::BufWriter::new(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)?,
+        )))),
+        None => None,
+    };
     let factory = {
         let progress = progress.clone();
+        let log = log.clone();
         let (every, interval) = (
             args.checkpoint_every,
             Duration::from_secs(args.checkpoint_seconds),
         );
         move |shard: &ShardId| Processor {
+            log: log.clone(),
             shard: shard.clone(),
             progress: progress.clone(),
             since_checkpoint: 0,
