@@ -6,12 +6,15 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 
 mod agg;
+mod stream;
 
 #[derive(Parser)]
 #[command(name = "kinesis", version, about = "Tools for Amazon Kinesis Data Streams", long_about = None)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    #[command(flatten)]
+    connection: stream::Connection,
 }
 
 #[derive(Subcommand)]
@@ -19,6 +22,12 @@ enum Command {
     /// Encode and decode KPL aggregated records (no network).
     #[command(subcommand)]
     Agg(AggCommand),
+    /// Put lines (or JSON lines) from stdin into a stream through the producer.
+    Put(stream::PutArgs),
+    /// Print a stream's records as they arrive, deaggregated.
+    Tail(stream::TailArgs),
+    /// Show an application's lease table: owner, counter, checkpoint and parents per shard.
+    Leases(stream::LeasesArgs),
 }
 
 #[derive(Subcommand)]
@@ -53,29 +62,56 @@ struct EncodeArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let network = match cli.command {
+        Command::Put(args) => Some(run(stream::put(args, &cli.connection))),
+        Command::Tail(args) => Some(run(stream::tail(args, &cli.connection))),
+        Command::Leases(args) => Some(run(stream::leases(args, &cli.connection))),
+        Command::Agg(command) => return agg_main(command),
+    };
+    network.unwrap_or(ExitCode::SUCCESS)
+}
+
+/// Runs a network subcommand on a Tokio runtime; one clear line and a non-zero exit on failure.
+fn run(command: impl std::future::Future<Output = Result<(), stream::Failure>>) -> ExitCode {
+    let runtime = tokio::runtime::Runtime::new().expect("a Tokio runtime");
+    match runtime.block_on(command) {
+        Ok(()) => ExitCode::SUCCESS,
+        // The reader went away (`kinesis tail | head`): that is how a pipe ends, not a failure.
+        Err(error)
+            if error
+                .downcast_ref::<io::Error>()
+                .is_some_and(|e| e.kind() == io::ErrorKind::BrokenPipe) =>
+        {
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("kinesis: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn agg_main(command: AggCommand) -> ExitCode {
     let stdin = io::stdin().lock();
     let mut stdout = BufWriter::new(io::stdout().lock());
-    let result = match cli.command {
-        Command::Agg(AggCommand::Encode(args)) => {
-            agg::encode(stdin, &mut stdout, args.max_size, args.max_count).map(|summary| {
+    let result = match command {
+        AggCommand::Encode(args) => agg::encode(stdin, &mut stdout, args.max_size, args.max_count)
+            .map(|summary| {
                 eprintln!(
                     "{} user records → {} Kinesis records",
                     summary.user_records, summary.kinesis_records
                 )
-            })
-        }
-        Command::Agg(AggCommand::Decode) => {
-            agg::decode(stdin, &mut stdout, &mut io::stderr()).map(|summary| {
-                eprintln!(
-                    "{} Kinesis records ({} aggregates, {} plain, {} corrupt) → {} user records",
-                    summary.kinesis_records,
-                    summary.aggregates,
-                    summary.plain,
-                    summary.corrupt,
-                    summary.user_records
-                )
-            })
-        }
+            }),
+        AggCommand::Decode => agg::decode(stdin, &mut stdout, &mut io::stderr()).map(|summary| {
+            eprintln!(
+                "{} Kinesis records ({} aggregates, {} plain, {} corrupt) → {} user records",
+                summary.kinesis_records,
+                summary.aggregates,
+                summary.plain,
+                summary.corrupt,
+                summary.user_records
+            )
+        }),
     };
     match result.and_then(|()| stdout.flush().map_err(agg::Error::from)) {
         Ok(()) => ExitCode::SUCCESS,
