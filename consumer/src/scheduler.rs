@@ -255,6 +255,7 @@ impl<F: RecordProcessorFactory> Scheduler<F> {
     async fn run_until(self, mut stop: watch::Receiver<bool>) -> Result<(), SchedulerError> {
         let mut worker = Worker {
             observations: LeaseObservations::new(),
+            last_listing: None,
             rng: rand::rngs::StdRng::from_os_rng(),
             held: HashMap::new(),
             consumers: JoinSet::new(),
@@ -263,18 +264,18 @@ impl<F: RecordProcessorFactory> Scheduler<F> {
         };
         worker.sync_shards().await;
         let mut renew = tokio::time::interval(self.lease.renew_interval());
-        let mut take = tokio::time::interval(self.lease.take_interval());
         let mut sync = tokio::time::interval(self.shard_sync_interval);
         let mut parents = tokio::time::interval(self.parent_poll_interval);
-        for timer in [&mut renew, &mut take, &mut sync, &mut parents] {
+        for timer in [&mut renew, &mut sync, &mut parents] {
             timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         }
+        let mut next_take = tokio::time::Instant::now();
         loop {
             tokio::select! {
                 () = signalled(&mut stop) => break,
                 _ = renew.tick() => worker.renew().await,
-                _ = take.tick() => {
-                    worker.take().await;
+                () = tokio::time::sleep_until(next_take) => {
+                    next_take = tokio::time::Instant::from_std(worker.take().await);
                     worker.start_ready().await;
                 }
                 _ = sync.tick() => worker.sync_shards().await,
@@ -293,6 +294,9 @@ impl<F: RecordProcessorFactory> Scheduler<F> {
 
 struct Worker<'a, F> {
     observations: LeaseObservations,
+    /// The taker's last listing of the table, which shard sync reuses instead of scanning again
+    /// (lease creation is conditional, so a slightly old listing costs at most a refused write).
+    last_listing: Option<Vec<Lease>>,
     rng: rand::rngs::StdRng,
     held: HashMap<ShardId, Running>,
     consumers: JoinSet<(ShardId, ShardOutcome)>,
@@ -330,8 +334,14 @@ impl<F: RecordProcessorFactory> Worker<'_, F> {
     /// since another worker may own it by now.
     async fn renew(&mut self) {
         let failover = self.scheduler.lease.get_failover_time();
+        let renew_interval = self.scheduler.lease.renew_interval();
         for running in self.held.values() {
             let held = &running.held;
+            // A checkpoint moves the counter as a renewal does: one written within the last
+            // renew interval keeps the lease alive until the next round.
+            if held.last_written.lock().expect("not poisoned").elapsed() < renew_interval {
+                continue;
+            }
             match held.renew().await {
                 Ok(()) => metrics::counter!(m::RENEW_LEASE_SUCCESS, "worker" => self.scheduler.worker_id.clone()).increment(1),
                 Err(error) => {
@@ -361,13 +371,31 @@ impl<F: RecordProcessorFactory> Worker<'_, F> {
             .set(self.held.len() as f64);
     }
 
-    /// Takes expired and unowned leases up to a balanced share, or steals one.
-    async fn take(&mut self) {
+    /// Takes expired and unowned leases up to a balanced share, or steals one. Returns when to
+    /// run again: after the taker interval (2 × failoverTime, as the Java KCL), or as soon as a
+    /// lease another worker holds could have expired, if that is sooner. A crashed worker's
+    /// counter is seen to stop at the first run after the crash; looking again failoverTime later
+    /// takes its leases about failoverTime + one taker interval after the crash at worst, where
+    /// the Java KCL's fixed schedule can take two taker intervals.
+    async fn take(&mut self) -> Instant {
+        let regular = Instant::now() + self.scheduler.lease.take_interval();
         let Some(leases) = self.list().await else {
-            return;
+            return regular;
         };
         let now = Instant::now();
         self.observations.update(&leases, now);
+        self.last_listing = Some(leases.clone());
+        let config = &self.scheduler.lease;
+        let me = self.scheduler.worker_id.as_str();
+        let could_expire = leases
+            .iter()
+            .filter(|l| l.lease_owner.as_deref().is_some_and(|owner| owner != me))
+            .filter(|l| !l.checkpoint.is_shard_end())
+            .filter_map(|l| self.observations.get(&l.lease_key)?.last_change)
+            .map(|changed| changed + config.get_failover_time() + config.get_epsilon())
+            .filter(|at| *at > now)
+            .min();
+        let next = could_expire.map_or(regular, |at| at.min(regular));
         // Finished shards are not work to balance.
         let active: Vec<Lease> = leases
             .iter()
@@ -410,6 +438,7 @@ impl<F: RecordProcessorFactory> Worker<'_, F> {
         }
         metrics::gauge!(m::CURRENT_LEASES, "worker" => self.scheduler.worker_id.clone())
             .set(self.held.len() as f64);
+        next
     }
 
     /// Starts the consumers of held leases whose parents are finished.
@@ -417,8 +446,12 @@ impl<F: RecordProcessorFactory> Worker<'_, F> {
         if self.held.values().all(|r| r.started) {
             return;
         }
-        let Some(leases) = self.list().await else {
-            return;
+        let leases = match self.last_listing.take() {
+            Some(leases) => leases,
+            None => match self.list().await {
+                Some(leases) => leases,
+                None => return,
+            },
         };
         let by_key: HashMap<&ShardId, &Lease> = leases.iter().map(|l| (&l.lease_key, l)).collect();
         let waiting: Vec<ShardId> = self
