@@ -32,7 +32,7 @@ use super::write::{Condition, Expression, Write};
 /// for lease in store.list().await? {
 ///     match lease {
 ///         Ok(lease) => println!("{} held by {:?}", lease.lease_key, lease.lease_owner),
-///         Err(bad) => eprintln!("skipping {bad}"),
+///         Err(bad) => eprintln!("unreadable lease item: {bad}"),
 ///     }
 /// }
 /// # Ok(()) }
