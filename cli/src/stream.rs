@@ -312,11 +312,52 @@ pub struct LeasesArgs {
     /// JSON lines instead of a table.
     #[arg(long)]
     json: bool,
+    /// The stream, to show each shard's lag behind its tip (MillisBehindLatest read just after
+    /// the checkpoint).
+    #[arg(long)]
+    stream: Option<String>,
+}
+
+/// How far the shard's tip is ahead of `checkpoint`, as Kinesis reports it for a read from there.
+async fn lag_after(
+    client: &aws_sdk_kinesis::Client,
+    stream: &str,
+    shard: &ShardId,
+    checkpoint: &kinesis_consumer::lease::Checkpoint,
+) -> Option<i64> {
+    use aws_sdk_kinesis::types::ShardIteratorType;
+    use kinesis_consumer::lease::Checkpoint;
+    let request = client
+        .get_shard_iterator()
+        .stream_name(stream)
+        .shard_id(shard.as_str());
+    let request = match checkpoint {
+        Checkpoint::Sequence {
+            sequence_number, ..
+        } => request
+            .shard_iterator_type(ShardIteratorType::AfterSequenceNumber)
+            .starting_sequence_number(sequence_number.as_str()),
+        Checkpoint::TrimHorizon => request.shard_iterator_type(ShardIteratorType::TrimHorizon),
+        _ => return None,
+    };
+    let iterator = request.send().await.ok()?.shard_iterator?;
+    let output = client
+        .get_records()
+        .shard_iterator(iterator)
+        .limit(1)
+        .send()
+        .await
+        .ok()?;
+    output.millis_behind_latest()
 }
 
 pub async fn leases(args: LeasesArgs, connection: &Connection) -> Result<(), Failure> {
     let dynamodb = connection.dynamodb().await;
     let store = DynamoLeaseStore::new(dynamodb, args.app.clone());
+    let kinesis = match &args.stream {
+        Some(_) => Some(connection.kinesis().await),
+        None => None,
+    };
     let listed = store.list().await.map_err(|e| match e {
         kinesis_consumer::lease::LeaseStoreError::TableNotFound { .. } => {
             format!(
@@ -330,8 +371,8 @@ pub async fn leases(args: LeasesArgs, connection: &Connection) -> Result<(), Fai
     if !args.json {
         writeln!(
             out,
-            "{:<28} {:<20} {:>8} {:<6} {:<24} checkpoint",
-            "shard", "owner", "counter", "subseq", "parents"
+            "{:<28} {:<20} {:>8} {:<6} {:<24} {:>10}  checkpoint",
+            "shard", "owner", "counter", "subseq", "parents", "lag ms"
         )?;
     }
     let mut bad = 0;
@@ -340,6 +381,12 @@ pub async fn leases(args: LeasesArgs, connection: &Connection) -> Result<(), Fai
             Ok(lease) => {
                 let parents: Vec<&str> =
                     lease.parent_shard_ids.iter().map(ShardId::as_str).collect();
+                let lag = match (&kinesis, &args.stream) {
+                    (Some(client), Some(stream)) => {
+                        lag_after(client, stream, &lease.lease_key, &lease.checkpoint).await
+                    }
+                    _ => None,
+                };
                 if args.json {
                     let line = json!({
                         "shard": lease.lease_key.as_str(),
@@ -349,12 +396,13 @@ pub async fn leases(args: LeasesArgs, connection: &Connection) -> Result<(), Fai
                         "sub_sequence_number": lease.checkpoint.sub_sequence_number(),
                         "parents": parents,
                         "owner_switches_since_checkpoint": lease.owner_switches_since_checkpoint,
+                        "millis_behind_latest": lag,
                     });
                     writeln!(out, "{line}")?;
                 } else {
                     writeln!(
                         out,
-                        "{:<28} {:<20} {:>8} {:<6} {:<24} {}",
+                        "{:<28} {:<20} {:>8} {:<6} {:<24} {:>10}  {}",
                         lease.lease_key.as_str(),
                         lease.lease_owner.as_deref().unwrap_or("-"),
                         lease.lease_counter,
@@ -364,6 +412,7 @@ pub async fn leases(args: LeasesArgs, connection: &Connection) -> Result<(), Fai
                         } else {
                             parents.join(",")
                         },
+                        lag.map_or("-".to_owned(), |ms| ms.to_string()),
                         lease.checkpoint.as_str()
                     )?;
                 }

@@ -180,6 +180,10 @@ async fn leases_shows_the_lease_table() {
         .unwrap();
     store.take(&child, "worker-7").await.unwrap();
 
+    // A 2-shard stream with records, so the lag of the TRIM_HORIZON lease can be read.
+    let kinesis_endpoint = KinesisServer::Kinesalite.endpoint();
+    let stream = unique_name("cli-lag");
+    create_stream(&kinesis_client(KinesisServer::Kinesalite).await, &stream, 2).await;
     let endpoint = DynamoDbServer::Dynalite.endpoint();
     let out = kinesis(
         &[
@@ -189,6 +193,10 @@ async fn leases_shows_the_lease_table() {
             "--json",
             "--dynamodb-endpoint-url",
             &endpoint,
+            "--stream",
+            &stream,
+            "--endpoint-url",
+            &kinesis_endpoint,
         ],
         "",
     );
@@ -209,6 +217,16 @@ async fn leases_shows_the_lease_table() {
     assert_eq!(
         rows[1]["parents"],
         serde_json::json!(["shardId-000000000000"])
+    );
+    assert!(
+        rows[1]["millis_behind_latest"].is_i64(),
+        "lag read for a readable checkpoint: {}",
+        rows[1]
+    );
+    assert_eq!(
+        rows[0]["millis_behind_latest"],
+        Value::Null,
+        "no lag for a finished shard"
     );
 
     let table = kinesis(
