@@ -292,6 +292,34 @@ impl<F: RecordProcessorFactory> Scheduler<F> {
     }
 }
 
+/// Renews one held lease, unless a checkpoint moved its counter within the last renew interval;
+/// a refused renewal, or none for failoverTime, gives the lease up.
+async fn renew_one(
+    held: Arc<HeldLease>,
+    failover: Duration,
+    renew_interval: Duration,
+    worker: String,
+) {
+    if held.last_written.lock().expect("not poisoned").elapsed() < renew_interval {
+        return;
+    }
+    match held.renew().await {
+        Ok(()) => metrics::counter!(m::RENEW_LEASE_SUCCESS, "worker" => worker).increment(1),
+        Err(error) => {
+            metrics::counter!(m::RENEW_LEASE_FAILURE, "worker" => worker.clone()).increment(1);
+            if error.is_condition_failed() {
+                tracing::warn!(shard = %held.shard, %worker, "lease lost: another worker took it");
+                metrics::counter!(m::LEASES_LOST, "worker" => worker).increment(1);
+            } else if held.last_written.lock().expect("not poisoned").elapsed() > failover {
+                tracing::warn!(shard = %held.shard, %error, "lease not renewed for failoverTime; giving it up");
+                metrics::counter!(m::LEASES_LOST, "worker" => worker).increment(1);
+                let mut lease = held.lease.lock().await;
+                held.mark_lost(&mut lease);
+            }
+        }
+    }
+}
+
 struct Worker<'a, F> {
     observations: LeaseObservations,
     /// The taker's last listing of the table, which shard sync reuses instead of scanning again
@@ -335,29 +363,17 @@ impl<F: RecordProcessorFactory> Worker<'_, F> {
     async fn renew(&mut self) {
         let failover = self.scheduler.lease.get_failover_time();
         let renew_interval = self.scheduler.lease.renew_interval();
+        // All at once: one slow write must not delay the other leases past failoverTime.
+        let mut renewals = JoinSet::new();
         for running in self.held.values() {
-            let held = &running.held;
-            // A checkpoint moves the counter as a renewal does: one written within the last
-            // renew interval keeps the lease alive until the next round.
-            if held.last_written.lock().expect("not poisoned").elapsed() < renew_interval {
-                continue;
-            }
-            match held.renew().await {
-                Ok(()) => metrics::counter!(m::RENEW_LEASE_SUCCESS, "worker" => self.scheduler.worker_id.clone()).increment(1),
-                Err(error) => {
-                    metrics::counter!(m::RENEW_LEASE_FAILURE, "worker" => self.scheduler.worker_id.clone()).increment(1);
-                    if error.is_condition_failed() {
-                        tracing::warn!(shard = %held.shard, worker = %self.scheduler.worker_id, "lease lost: another worker took it");
-                        metrics::counter!(m::LEASES_LOST, "worker" => self.scheduler.worker_id.clone()).increment(1);
-                    } else if held.last_written.lock().expect("not poisoned").elapsed() > failover {
-                        tracing::warn!(shard = %held.shard, %error, "lease not renewed for failoverTime; giving it up");
-                        metrics::counter!(m::LEASES_LOST, "worker" => self.scheduler.worker_id.clone()).increment(1);
-                        let mut lease = held.lease.lock().await;
-                        held.mark_lost(&mut lease);
-                    }
-                }
-            }
+            renewals.spawn(renew_one(
+                running.held.clone(),
+                failover,
+                renew_interval,
+                self.scheduler.worker_id.clone(),
+            ));
         }
+        while renewals.join_next().await.is_some() {}
         let lost: Vec<ShardId> = self
             .held
             .iter()
