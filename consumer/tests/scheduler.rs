@@ -190,8 +190,10 @@ async fn a_failing_or_panicking_processor_gets_the_same_batch_again() {
 
 /// Checkpoints at one chosen position only, then stops taking records.
 struct StopAt {
+    /// Stop at the first record inside an aggregate (sub-sequence number ≥ 1) from this many on.
     stop_after: usize,
     delivered: Arc<Mutex<Vec<kinesis_consumer::Record>>>,
+    stopped: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl kinesis_consumer::RecordProcessor for StopAt {
@@ -201,18 +203,23 @@ impl kinesis_consumer::RecordProcessor for StopAt {
         &mut self,
         input: kinesis_consumer::ProcessRecordsInput<'_>,
     ) -> Result<(), kinesis_consumer::ProcessorError> {
-        let already = self.delivered.lock().unwrap().len();
-        if already >= self.stop_after {
+        use std::sync::atomic::Ordering;
+        if self.stopped.load(Ordering::SeqCst) {
             return Err("stopped on purpose".into());
         }
-        let take = (self.stop_after - already).min(input.records.len());
+        let already = self.delivered.lock().unwrap().len();
+        let stop = input.records.iter().enumerate().position(|(i, r)| {
+            already + i + 1 >= self.stop_after && r.aggregated && r.sub_sequence_number >= 1
+        });
+        let take = stop.map_or(input.records.len(), |k| k + 1);
         let position = input.records[take - 1].position();
         self.delivered
             .lock()
             .unwrap()
             .extend(input.records[..take].iter().cloned());
         input.checkpointer.checkpoint_at(position).await?;
-        if take < input.records.len() {
+        if stop.is_some() {
+            self.stopped.store(true, Ordering::SeqCst);
             return Err("stopped on purpose".into());
         }
         Ok(())
@@ -236,13 +243,15 @@ async fn a_restart_from_a_checkpoint_inside_an_aggregate_resumes_at_the_next_sub
     create_stream(&kinesis, &stream, 1).await;
     common::put_values(&kinesis, &stream, 0..2_000, true).await;
 
-    // First run: stop after 777 records, which falls inside an aggregate.
+    // First run: stop inside an aggregate, at or after the 777th record.
     let first = Arc::new(Mutex::new(Vec::new()));
+    let stopped = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let factory = {
-        let first = first.clone();
+        let (first, stopped) = (first.clone(), stopped.clone());
         move |_: &ShardId| StopAt {
             stop_after: 777,
             delivered: first.clone(),
+            stopped: stopped.clone(),
         }
     };
     let handle = Scheduler::builder(kinesis.clone(), dynamodb.clone(), &stream, &application)
@@ -253,13 +262,17 @@ async fn a_restart_from_a_checkpoint_inside_an_aggregate_resumes_at_the_next_sub
         .await
         .unwrap()
         .spawn();
-    common::wait_until(Duration::from_secs(30), "777 records", || {
-        first.lock().unwrap().len() == 777
-    })
+    common::wait_until(
+        Duration::from_secs(30),
+        "the stop inside an aggregate",
+        || stopped.load(std::sync::atomic::Ordering::SeqCst),
+    )
     .await;
     handle.shutdown().await.unwrap();
     let first = std::mem::take(&mut *first.lock().unwrap());
     let checkpoint = first.last().unwrap().clone();
+    let stopped_at = first.len();
+    assert!(stopped_at >= 777);
     assert!(
         checkpoint.aggregated && checkpoint.sub_sequence_number > 0,
         "the checkpoint lies inside an aggregate"
@@ -276,7 +289,7 @@ async fn a_restart_from_a_checkpoint_inside_an_aggregate_resumes_at_the_next_sub
         .unwrap()
         .spawn();
     common::wait_until(Duration::from_secs(30), "the rest", || {
-        seen.lock().unwrap().count() >= 2_000 - 777
+        seen.lock().unwrap().count() >= 2_000 - stopped_at
     })
     .await;
     tokio::time::sleep(Duration::from_millis(300)).await;
