@@ -64,6 +64,12 @@ fn explain<E: ProvideErrorMetadata + std::error::Error + 'static, R: std::fmt::D
             error.code().unwrap_or("error"),
             error.message().unwrap_or_default()
         ),
+        // The SDK reports a missing credential chain as a dispatch failure.
+        SdkError::DispatchFailure(_) if format!("{error:?}").contains("CredentialsNotLoaded") => {
+            "no AWS credentials found: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, a profile \
+             (AWS_PROFILE), SSO, or run where a role provides them"
+                .to_owned()
+        }
         SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) => {
             format!(
                 "the server is unreachable ({})",

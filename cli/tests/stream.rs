@@ -259,3 +259,30 @@ async fn leases_shows_the_lease_table() {
     assert!(!missing.status.success());
     assert!(String::from_utf8_lossy(&missing.stderr).contains("no lease table no-such-app"));
 }
+
+#[test]
+fn missing_credentials_are_named_as_such() {
+    let home = std::env::temp_dir().join(format!("kinesis-cli-no-home-{}", std::process::id()));
+    let output = Command::new(env!("CARGO_BIN_EXE_kinesis"))
+        .args([
+            "tail",
+            "--stream",
+            "s",
+            "--endpoint-url",
+            &KinesisServer::Kinesalite.endpoint(),
+        ])
+        .env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY")
+        .env_remove("AWS_SESSION_TOKEN")
+        .env_remove("AWS_PROFILE")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("AWS_CONFIG_FILE", home.join("config"))
+        .env("AWS_SHARED_CREDENTIALS_FILE", home.join("credentials"))
+        .env("HOME", &home)
+        .env("AWS_REGION", "us-east-1")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("no AWS credentials found"), "{stderr}");
+}
