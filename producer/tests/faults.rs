@@ -100,23 +100,7 @@ async fn nothing_is_lost_under_entry_failures_and_503s() {
     let stats = proxy.stats();
     assert!(stats.failed_entries_by_code.values().sum::<u64>() > 0);
 
-    let mut contents = common::read_stream(&direct, &stream).await;
-    assert_eq!(
-        contents.values().map(Vec::len).sum::<usize>(),
-        count,
-        "each record stored once"
-    );
-    for (record, outcome) in records.iter().zip(&outcomes) {
-        let found = contents
-            .remove(&(
-                outcome.sequence_number.to_string(),
-                outcome.sub_sequence_number,
-            ))
-            .expect("acknowledged record in the stream");
-        assert_eq!(found.len(), 1);
-        assert_eq!(found[0].data, record.data().to_vec());
-        assert_eq!(found[0].partition_key, record.partition_key());
-    }
+    common::expect_each_stored_once(&direct, &stream, &records, &outcomes).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

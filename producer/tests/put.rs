@@ -2,7 +2,6 @@
 
 mod common;
 
-use std::collections::HashSet;
 use std::time::Duration;
 
 use kinesis_producer::{Producer, PutHandle, UserRecord};
@@ -48,34 +47,10 @@ async fn put_all_and_verify(server: KinesisServer, count: usize) {
     producer.shutdown().await.unwrap();
 
     let ranges = common::shard_ranges(&client, &stream).await;
-    let mut stream_contents = common::read_stream(&client, &stream).await;
-    let total_read: usize = stream_contents.values().map(Vec::len).sum();
-    assert_eq!(
-        total_read, count,
-        "{server:?}: the stream holds exactly the records put"
-    );
-    let mut positions = HashSet::new();
-    for (record, outcome) in records.iter().zip(&acknowledged) {
-        let position = (
-            outcome.sequence_number.to_string(),
-            outcome.sub_sequence_number,
-        );
-        assert!(
-            positions.insert(position.clone()),
-            "two records acknowledged at {position:?}"
-        );
-        let found = stream_contents
-            .remove(&position)
-            .unwrap_or_else(|| panic!("{server:?}: acknowledged {position:?} not in the stream"));
-        assert_eq!(found.len(), 1);
-        assert_eq!(found[0].partition_key, record.partition_key());
-        assert_eq!(found[0].data, record.data().to_vec());
-        assert_eq!(found[0].shard, outcome.shard_id.as_str());
-        assert!(common::owns(
-            &ranges,
-            &found[0].shard,
-            record.partition_key()
-        ));
+    let found = common::expect_each_stored_once(&client, &stream, &records, &acknowledged).await;
+    for ((record, outcome), found) in records.iter().zip(&acknowledged).zip(&found) {
+        assert_eq!(found.shard, outcome.shard_id.as_str(), "{server:?}");
+        assert!(common::owns(&ranges, &found.shard, record.partition_key()));
     }
     let aggregated = acknowledged
         .iter()

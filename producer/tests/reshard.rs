@@ -73,18 +73,7 @@ async fn a_split_during_production_loses_nothing_and_the_map_follows() {
     );
 
     // Every acknowledged record is in the stream exactly once.
-    let mut contents = common::read_stream(&client, &stream).await;
-    assert_eq!(contents.values().map(Vec::len).sum::<usize>(), total);
-    for (record, outcome) in records.iter().zip(&outcomes) {
-        let found = contents
-            .remove(&(
-                outcome.sequence_number.to_string(),
-                outcome.sub_sequence_number,
-            ))
-            .expect("acknowledged record in the stream");
-        assert_eq!(found.len(), 1);
-        assert_eq!(found[0].data, record.data().to_vec());
-    }
+    common::expect_each_stored_once(&client, &stream, &records, &outcomes).await;
 
     // Once the map has followed the split, records are aggregated per child: each lands on the
     // shard that owns its own hash key (before, an aggregate made for the parent may mix both

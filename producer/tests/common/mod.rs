@@ -119,3 +119,39 @@ pub fn owns(ranges: &HashMap<String, (u128, u128)>, shard: &str, partition_key: 
     let hash = HashKey::of_partition_key(partition_key).0;
     start <= hash && hash <= end
 }
+
+/// Reads the stream back and checks that it holds exactly the acknowledged records: each at the
+/// position its outcome gave (sequence and sub-sequence number), once, with its partition key and
+/// data. Returns where each record was found, in the order of `records`.
+pub async fn expect_each_stored_once(
+    client: &aws_sdk_kinesis::Client,
+    stream: &str,
+    records: &[kinesis_producer::UserRecord],
+    outcomes: &[kinesis_producer::PutOutcome],
+) -> Vec<ReadBack> {
+    let mut contents = read_stream(client, stream).await;
+    let stored: usize = contents.values().map(Vec::len).sum();
+    assert_eq!(
+        stored,
+        records.len(),
+        "the stream holds exactly the records put"
+    );
+    records
+        .iter()
+        .zip(outcomes)
+        .map(|(record, outcome)| {
+            let position = (
+                outcome.sequence_number.to_string(),
+                outcome.sub_sequence_number,
+            );
+            let mut found = contents.remove(&position).unwrap_or_else(|| {
+                panic!("acknowledged {position:?} not in the stream, or acknowledged twice")
+            });
+            assert_eq!(found.len(), 1, "{position:?} stored {} times", found.len());
+            let found = found.remove(0);
+            assert_eq!(found.partition_key, record.partition_key());
+            assert_eq!(found.data, record.data().to_vec());
+            found
+        })
+        .collect()
+}
