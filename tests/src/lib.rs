@@ -216,3 +216,33 @@ pub async fn wait_for_table(client: &aws_sdk_dynamodb::Client, name: &str) {
     }
     panic!("table {name} did not become ACTIVE within 30 s");
 }
+
+/// Creates a table keyed like a KCL lease table (hash key `leaseKey`, a string; PAY_PER_REQUEST)
+/// and waits until it is ACTIVE.
+pub async fn create_lease_table(client: &aws_sdk_dynamodb::Client, name: &str) {
+    use aws_sdk_dynamodb::types::{
+        AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+    };
+    client
+        .create_table()
+        .table_name(name)
+        .attribute_definitions(
+            AttributeDefinition::builder()
+                .attribute_name("leaseKey")
+                .attribute_type(ScalarAttributeType::S)
+                .build()
+                .expect("name and type are set"),
+        )
+        .key_schema(
+            KeySchemaElement::builder()
+                .attribute_name("leaseKey")
+                .key_type(KeyType::Hash)
+                .build()
+                .expect("name and key type are set"),
+        )
+        .billing_mode(BillingMode::PayPerRequest)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("CreateTable {name}: {e:?}"));
+    wait_for_table(client, name).await;
+}

@@ -4,16 +4,13 @@
 
 use std::collections::HashMap;
 
-use aws_sdk_dynamodb::types::{
-    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType,
-    ScalarAttributeType,
-};
+use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_kinesis::primitives::Blob;
 use aws_sdk_kinesis::types::{PutRecordsRequestEntry, Shard, ShardIteratorType};
 use kinesis_aggregation::{Aggregator, HashKey, KinesisRecord, UserRecord, deaggregate};
 use kinesis_test_support::{
-    DynamoDbServer, KinesisServer, create_stream, dynamodb_client, kinesis_client, unique_name,
-    wait_for_table,
+    DynamoDbServer, KinesisServer, create_lease_table, create_stream, dynamodb_client,
+    kinesis_client, unique_name,
 };
 
 /// Every shard of `stream`, following `NextToken` pages.
@@ -211,28 +208,7 @@ async fn kinesalite_routes_by_hash_key_and_reads_back() {
 async fn conditional_writes(server: DynamoDbServer) {
     let client = dynamodb_client(server).await;
     let table = unique_name("leases");
-    client
-        .create_table()
-        .table_name(&table)
-        .attribute_definitions(
-            AttributeDefinition::builder()
-                .attribute_name("leaseKey")
-                .attribute_type(ScalarAttributeType::S)
-                .build()
-                .unwrap(),
-        )
-        .key_schema(
-            KeySchemaElement::builder()
-                .attribute_name("leaseKey")
-                .key_type(KeyType::Hash)
-                .build()
-                .unwrap(),
-        )
-        .billing_mode(BillingMode::PayPerRequest)
-        .send()
-        .await
-        .expect("CreateTable");
-    wait_for_table(&client, &table).await;
+    create_lease_table(&client, &table).await;
 
     let create = || {
         client

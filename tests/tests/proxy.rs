@@ -9,10 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use aws_sdk_dynamodb::types::{
-    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType,
-    ScalarAttributeType, TableStatus,
-};
+use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_kinesis::config::http::HttpResponse;
 use aws_sdk_kinesis::config::retry::RetryConfig;
 use aws_sdk_kinesis::error::{ProvideErrorMetadata, SdkError};
@@ -23,8 +20,8 @@ use kinesis_test_support::proxy::{
     Latency, RequestErrors, Resets, Targets,
 };
 use kinesis_test_support::{
-    DynamoDbServer, KinesisServer, create_stream, dynamodb_client, kinesis_client, sdk_config,
-    unique_name,
+    DynamoDbServer, KinesisServer, create_lease_table, create_stream, dynamodb_client,
+    kinesis_client, sdk_config, unique_name,
 };
 use tokio::io::AsyncReadExt;
 
@@ -540,39 +537,7 @@ async fn blocked_update_item_fails(server: DynamoDbServer) {
         server,
         name: table.clone(),
     };
-    direct
-        .create_table()
-        .table_name(&table)
-        .attribute_definitions(
-            AttributeDefinition::builder()
-                .attribute_name("leaseKey")
-                .attribute_type(ScalarAttributeType::S)
-                .build()
-                .unwrap(),
-        )
-        .key_schema(
-            KeySchemaElement::builder()
-                .attribute_name("leaseKey")
-                .key_type(KeyType::Hash)
-                .build()
-                .unwrap(),
-        )
-        .billing_mode(BillingMode::PayPerRequest)
-        .send()
-        .await
-        .expect("CreateTable");
-    // dynalite answers CreateTable before the table exists, even with --createTableMs 0.
-    for _ in 0..100 {
-        let description = direct.describe_table().table_name(&table).send().await;
-        let status = description
-            .ok()
-            .and_then(|d| d.table?.table_status)
-            .unwrap_or(TableStatus::Creating);
-        if status == TableStatus::Active {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    create_lease_table(&direct, &table).await;
     let proxy = Arc::new(FaultProxy::start(&server.endpoint()).await);
     let client = dynamodb_via(&proxy).await;
     let renew = {
