@@ -17,7 +17,10 @@ use crate::lease::{
 };
 use crate::metrics as m;
 use crate::processor::RecordProcessorFactory;
-use crate::retrieval::{ChildShard, PollingConfig};
+use crate::retrieval::{
+    ChildShard, PollingConfig, RegistrationError, Retrieval, RetrievalConfig,
+    register_stream_consumer,
+};
 use crate::shard_consumer::{ShardConsumer, ShardOutcome, signalled};
 use crate::shards::{ShardInfo, list_shards};
 
@@ -60,6 +63,9 @@ pub enum SchedulerError {
     /// The lease configuration is invalid.
     #[error(transparent)]
     Config(#[from] crate::lease::ConfigError),
+    /// The enhanced fan-out stream consumer could not be registered.
+    #[error("enhanced fan-out: {0}")]
+    FanOut(#[from] RegistrationError),
 }
 
 /// Builds a [`Scheduler`].
@@ -71,7 +77,7 @@ pub struct SchedulerBuilder {
     worker_id: Option<String>,
     initial_position: InitialPosition,
     lease: LeaseConfig,
-    polling: PollingConfig,
+    retrieval: RetrievalConfig,
     shard_sync_interval: Duration,
     parent_poll_interval: Duration,
     store: Option<Arc<dyn LeaseStore>>,
@@ -96,9 +102,18 @@ impl SchedulerBuilder {
         self
     }
 
-    /// Polling options (`maxRecords`, `idleTimeBetweenReadsInMillis`, …).
+    /// Reads by polling with these options (`maxRecords`, `idleTimeBetweenReadsInMillis`, …).
+    /// Polling is the default.
     pub fn polling_config(mut self, config: PollingConfig) -> Self {
-        self.polling = config;
+        self.retrieval = RetrievalConfig::Polling(config);
+        self
+    }
+
+    /// How shards are read: polling (the default) or enhanced fan-out. With fan-out, `build`
+    /// registers the stream consumer (named after the application unless configured) or reuses
+    /// it, and waits until it is ACTIVE.
+    pub fn retrieval(mut self, config: RetrievalConfig) -> Self {
+        self.retrieval = config;
         self
     }
 
@@ -134,6 +149,26 @@ impl SchedulerBuilder {
             ))
         });
         store.create_table_if_absent().await?;
+        let retrieval = match self.retrieval {
+            RetrievalConfig::Polling(config) => Retrieval::Polling(config),
+            RetrievalConfig::FanOut(config) => {
+                let name = config
+                    .consumer_name
+                    .clone()
+                    .unwrap_or_else(|| self.application.clone());
+                let consumer = register_stream_consumer(
+                    &self.kinesis,
+                    &self.stream,
+                    &name,
+                    config.registration_timeout,
+                )
+                .await?;
+                Retrieval::FanOut {
+                    config,
+                    consumer_arn: Arc::from(consumer.arn),
+                }
+            }
+        };
         let worker_id = self
             .worker_id
             .unwrap_or_else(|| format!("worker-{:016x}", rand::random::<u64>()));
@@ -143,7 +178,7 @@ impl SchedulerBuilder {
             worker_id,
             initial_position: self.initial_position,
             lease: self.lease,
-            polling: self.polling,
+            retrieval,
             shard_sync_interval: self.shard_sync_interval,
             parent_poll_interval: self.parent_poll_interval,
             store,
@@ -160,7 +195,7 @@ pub struct Scheduler<F> {
     worker_id: String,
     initial_position: InitialPosition,
     lease: LeaseConfig,
-    polling: PollingConfig,
+    retrieval: Retrieval,
     shard_sync_interval: Duration,
     parent_poll_interval: Duration,
     store: Arc<dyn LeaseStore>,
@@ -216,7 +251,7 @@ impl Scheduler<()> {
             worker_id: None,
             initial_position: InitialPosition::TrimHorizon,
             lease: LeaseConfig::default(),
-            polling: PollingConfig::default(),
+            retrieval: RetrievalConfig::default(),
             shard_sync_interval: Duration::from_secs(60),
             parent_poll_interval: Duration::from_secs(10),
             store: None,
@@ -290,6 +325,36 @@ impl<F: RecordProcessorFactory> Scheduler<F> {
         worker.shutdown().await;
         Ok(())
     }
+}
+
+/// Shards without a lease that have a leased descendant: already processed (a child starts only
+/// once its parents are finished, and a finished parent's lease is deleted only after that).
+fn finished_ancestors<'a>(
+    shards: &'a [ShardInfo],
+    known: &HashSet<&ShardId>,
+) -> HashSet<&'a ShardId> {
+    let mut finished: HashSet<&ShardId> = HashSet::new();
+    // Walk up from every leased shard through parents that have no lease themselves.
+    let parents: HashMap<&ShardId, &[ShardId]> = shards
+        .iter()
+        .map(|s| (&s.shard_id, s.parents.as_slice()))
+        .collect();
+    let mut stack: Vec<&ShardId> = shards
+        .iter()
+        .map(|s| &s.shard_id)
+        .filter(|id| known.contains(id))
+        .collect();
+    while let Some(shard) = stack.pop() {
+        for parent in parents.get(shard).copied().unwrap_or_default() {
+            if let Some((listed, _)) = parents.get_key_value(parent)
+                && !known.contains(parent)
+                && finished.insert(listed)
+            {
+                stack.push(listed);
+            }
+        }
+    }
+    finished
 }
 
 /// Renews one held lease, unless a checkpoint moved its counter within the last renew interval;
@@ -499,7 +564,7 @@ impl<F: RecordProcessorFactory> Worker<'_, F> {
                 held: running.held.clone(),
                 kinesis: self.scheduler.kinesis.clone(),
                 stream: self.scheduler.stream.clone(),
-                polling: self.scheduler.polling.clone(),
+                retrieval: self.scheduler.retrieval.clone(),
                 initial_timestamp: match self.scheduler.initial_position {
                     InitialPosition::AtTimestamp(at) => Some(at),
                     _ => None,
@@ -631,11 +696,14 @@ impl<F: RecordProcessorFactory> Worker<'_, F> {
         };
         let known: HashSet<&ShardId> = leases.iter().map(|l| &l.lease_key).collect();
         let listed: HashSet<&ShardId> = shards.iter().map(|s| &s.shard_id).collect();
+        let finished = finished_ancestors(&shards, &known);
         for ShardInfo {
             shard_id, parents, ..
         } in &shards
         {
-            if known.contains(shard_id) {
+            // A closed shard stays listed for the retention period after its finished lease was
+            // deleted: a lease made for it again would deliver its records a second time.
+            if known.contains(shard_id) || finished.contains(shard_id) {
                 continue;
             }
             let has_known_parent = parents
@@ -673,5 +741,46 @@ impl<F: RecordProcessorFactory> Worker<'_, F> {
             self.release(&running.held).await;
         }
         self.held.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shard(id: &str, parents: &[&str], open: bool) -> ShardInfo {
+        ShardInfo {
+            shard_id: ShardId::from(id),
+            parents: parents.iter().map(|p| ShardId::from(*p)).collect(),
+            open,
+        }
+    }
+
+    #[test]
+    fn closed_ancestors_of_leased_shards_are_finished() {
+        // 0 split into 2 and 3; 3 merged with 1 into 4. Leases are left for 2 and 4 only.
+        let shards = [
+            shard("0", &[], false),
+            shard("1", &[], false),
+            shard("2", &["0"], true),
+            shard("3", &["0"], false),
+            shard("4", &["3", "1"], true),
+            shard("5", &[], true),
+        ];
+        let two = ShardId::from("2");
+        let four = ShardId::from("4");
+        let known: HashSet<&ShardId> = [&two, &four].into_iter().collect();
+        let mut finished: Vec<&str> = finished_ancestors(&shards, &known)
+            .into_iter()
+            .map(ShardId::as_str)
+            .collect();
+        finished.sort();
+        assert_eq!(finished, ["0", "1", "3"]);
+    }
+
+    #[test]
+    fn without_leases_nothing_is_finished() {
+        let shards = [shard("0", &[], false), shard("1", &["0"], true)];
+        assert!(finished_ancestors(&shards, &HashSet::new()).is_empty());
     }
 }

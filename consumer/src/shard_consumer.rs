@@ -16,7 +16,7 @@ use crate::lease::Checkpoint;
 use crate::metrics as m;
 use crate::processor::{InitializationInput, ProcessRecordsInput, RecordProcessor};
 use crate::record::Record;
-use crate::retrieval::{ChildShard, PollingConfig, ShardFetcher, StartingPosition};
+use crate::retrieval::{ChildShard, Retrieval, StartingPosition};
 
 /// How a shard's processing ended.
 #[derive(Debug)]
@@ -38,7 +38,7 @@ pub(crate) struct ShardConsumer<P> {
     pub held: Arc<HeldLease>,
     pub kinesis: aws_sdk_kinesis::Client,
     pub stream: Arc<str>,
-    pub polling: PollingConfig,
+    pub retrieval: Retrieval,
     pub initial_timestamp: Option<SystemTime>,
     pub shutdown: watch::Receiver<bool>,
 }
@@ -79,12 +79,11 @@ impl<P: RecordProcessor> ShardConsumer<P> {
             }
             Checkpoint::ShardEnd => return self.end(&checkpointer, Vec::new()).await,
         };
-        let mut fetcher = ShardFetcher::start(
+        let mut fetcher = self.retrieval.start(
             self.kinesis.clone(),
             self.stream.clone(),
             shard.clone(),
             start,
-            self.polling.clone(),
         );
         let mut lost = self.held.lost.subscribe();
         let mut shutdown = self.shutdown.clone();

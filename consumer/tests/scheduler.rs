@@ -1,13 +1,14 @@
 //! The scheduler against real local servers: one worker consumes everything and checkpoints at
 //! the end of each shard's data.
 
+#[macro_use]
 mod common;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{Recorder, Seen};
+use common::{Mode, Recorder, Seen};
 use kinesis_aggregation::ShardId;
 use kinesis_consumer::lease::{Checkpoint, DynamoLeaseStore, LeaseStore};
 use kinesis_consumer::{InitialPosition, Scheduler};
@@ -15,15 +16,25 @@ use kinesis_test_support::{
     DynamoDbServer, KinesisServer, create_stream, dynamodb_client, kinesis_client, unique_name,
 };
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn one_worker_consumes_four_shards_and_checkpoints_their_ends() {
-    let kinesis = kinesis_client(KinesisServer::Kinesalite).await;
+in_both_modes!(
+    one_worker_consumes_four_shards_and_checkpoints_their_ends,
+    a_restart_from_a_checkpoint_inside_an_aggregate_resumes_at_the_next_sub_record,
+    latest_and_at_timestamp_start_new_leases_where_asked,
+);
+
+async fn one_worker_consumes_four_shards_and_checkpoints_their_ends(mode: Mode) {
+    let kinesis = kinesis_client(mode.server(KinesisServer::Kinesalite)).await;
     let dynamodb = dynamodb_client(DynamoDbServer::DynamoDbLocal).await;
-    let stream = unique_name("consumer-one");
+    let stream = unique_name("worker-one");
     let application = unique_name("app");
     create_stream(&kinesis, &stream, 4).await;
-    common::put_values(&kinesis, &stream, 0..40_000, true).await;
-    common::put_values(&kinesis, &stream, 40_000..50_000, false).await;
+    // kinesis-mock is slower: fewer unaggregated records there.
+    let (aggregated, total) = match mode {
+        Mode::Polling => (40_000, 50_000),
+        Mode::FanOut => (20_000, 22_000),
+    };
+    common::put_values(&kinesis, &stream, 0..aggregated, true).await;
+    common::put_values(&kinesis, &stream, aggregated..total, false).await;
 
     let seen = Arc::new(Mutex::new(Seen::default()));
     let factory = {
@@ -39,13 +50,13 @@ async fn one_worker_consumes_four_shards_and_checkpoints_their_ends() {
         .worker_id("w1")
         .initial_position(InitialPosition::TrimHorizon)
         .lease_config(common::quick_leases(Duration::from_secs(3)))
-        .polling_config(common::quick_polling())
+        .retrieval(mode.retrieval())
         .build(factory)
         .await
         .unwrap();
     let handle = scheduler.spawn();
-    common::wait_until(Duration::from_secs(120), "50,000 records", || {
-        seen.lock().unwrap().count() >= 50_000
+    common::wait_until(Duration::from_secs(120), "every record", || {
+        seen.lock().unwrap().count() >= total
     })
     .await;
     // Let the last checkpoints land, then stop.
@@ -54,7 +65,7 @@ async fn one_worker_consumes_four_shards_and_checkpoints_their_ends() {
 
     let seen = std::mem::take(&mut *seen.lock().unwrap());
     let multiplicity = seen.multiplicity();
-    assert_eq!(multiplicity.len(), 50_000, "every value delivered");
+    assert_eq!(multiplicity.len(), total, "every value delivered");
     assert!(
         multiplicity.values().all(|&n| n == 1),
         "no value delivered twice"
@@ -139,7 +150,7 @@ impl kinesis_consumer::RecordProcessor for Flaky {
 async fn a_failing_or_panicking_processor_gets_the_same_batch_again() {
     let kinesis = kinesis_client(KinesisServer::Kinesalite).await;
     let dynamodb = dynamodb_client(DynamoDbServer::Dynalite).await;
-    let stream = unique_name("consumer-flaky");
+    let stream = unique_name("worker-flaky");
     create_stream(&kinesis, &stream, 1).await;
     common::put_values(&kinesis, &stream, 0..3_000, false).await;
     let seen = Arc::new(Mutex::new(Seen::default()));
@@ -234,11 +245,12 @@ impl kinesis_consumer::RecordProcessor for StopAt {
     async fn shutdown_requested(&mut self, _: &kinesis_consumer::Checkpointer) {}
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_restart_from_a_checkpoint_inside_an_aggregate_resumes_at_the_next_sub_record() {
-    let kinesis = kinesis_client(KinesisServer::Kinesalite).await;
+async fn a_restart_from_a_checkpoint_inside_an_aggregate_resumes_at_the_next_sub_record(
+    mode: Mode,
+) {
+    let kinesis = kinesis_client(mode.server(KinesisServer::Kinesalite)).await;
     let dynamodb = dynamodb_client(DynamoDbServer::DynamoDbLocal).await;
-    let stream = unique_name("consumer-restart");
+    let stream = unique_name("worker-restart");
     let application = unique_name("app");
     create_stream(&kinesis, &stream, 1).await;
     common::put_values(&kinesis, &stream, 0..2_000, true).await;
@@ -257,7 +269,7 @@ async fn a_restart_from_a_checkpoint_inside_an_aggregate_resumes_at_the_next_sub
     let handle = Scheduler::builder(kinesis.clone(), dynamodb.clone(), &stream, &application)
         .worker_id("w1")
         .lease_config(common::quick_leases(Duration::from_secs(3)))
-        .polling_config(common::quick_polling())
+        .retrieval(mode.retrieval())
         .build(factory)
         .await
         .unwrap()
@@ -283,7 +295,7 @@ async fn a_restart_from_a_checkpoint_inside_an_aggregate_resumes_at_the_next_sub
     let handle = Scheduler::builder(kinesis, dynamodb, &stream, &application)
         .worker_id("w2")
         .lease_config(common::quick_leases(Duration::from_secs(3)))
-        .polling_config(common::quick_polling())
+        .retrieval(mode.retrieval())
         .build(common::recorder("w2", &seen))
         .await
         .unwrap()
@@ -323,7 +335,7 @@ async fn a_malformed_lease_item_is_reported_and_the_other_shards_go_on() {
     use aws_sdk_dynamodb::types::AttributeValue;
     let kinesis = kinesis_client(KinesisServer::Kinesalite).await;
     let dynamodb = dynamodb_client(DynamoDbServer::DynamoDbLocal).await;
-    let stream = unique_name("consumer-bad-item");
+    let stream = unique_name("worker-bad-item");
     let application = unique_name("app");
     create_stream(&kinesis, &stream, 2).await;
     // Every record to shard 0 (explicit hash key 0).
@@ -397,12 +409,11 @@ async fn a_malformed_lease_item_is_reported_and_the_other_shards_go_on() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn latest_and_at_timestamp_start_new_leases_where_asked() {
+async fn latest_and_at_timestamp_start_new_leases_where_asked(mode: Mode) {
     for (name, latest) in [("latest", true), ("at-timestamp", false)] {
-        let kinesis = kinesis_client(KinesisServer::Kinesalite).await;
+        let kinesis = kinesis_client(mode.server(KinesisServer::Kinesalite)).await;
         let dynamodb = dynamodb_client(DynamoDbServer::Dynalite).await;
-        let stream = unique_name(&format!("consumer-{name}"));
+        let stream = unique_name(&format!("worker-{name}"));
         create_stream(&kinesis, &stream, 1).await;
         common::put_values(&kinesis, &stream, 0..500, true).await;
         // Arrival timestamps have millisecond precision: leave a clear gap around the mark.
@@ -420,7 +431,7 @@ async fn latest_and_at_timestamp_start_new_leases_where_asked() {
             .worker_id("w1")
             .initial_position(position)
             .lease_config(common::quick_leases(Duration::from_secs(3)))
-            .polling_config(common::quick_polling())
+            .retrieval(mode.retrieval())
             .build(common::recorder("w1", &seen))
             .await
             .unwrap()

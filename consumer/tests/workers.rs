@@ -1,12 +1,13 @@
 //! Several workers sharing one lease table: balancing, graceful hand-off, and failover after a
 //! crash, against real local servers.
 
+#[macro_use]
 mod common;
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::Seen;
+use common::{Mode, Seen};
 use kinesis_consumer::lease::DynamoLeaseStore;
 use kinesis_consumer::{Scheduler, SchedulerHandle};
 use kinesis_test_support::{
@@ -21,11 +22,12 @@ struct Setup {
     stream: String,
     application: String,
     seen: Arc<Mutex<Seen>>,
+    mode: Mode,
 }
 
 impl Setup {
-    async fn new(shards: i32) -> Self {
-        let kinesis = kinesis_client(KinesisServer::Kinesalite).await;
+    async fn new(mode: Mode, shards: i32) -> Self {
+        let kinesis = kinesis_client(mode.server(KinesisServer::Kinesalite)).await;
         let dynamodb = dynamodb_client(DynamoDbServer::DynamoDbLocal).await;
         let stream = unique_name("workers");
         create_stream(&kinesis, &stream, shards).await;
@@ -35,6 +37,7 @@ impl Setup {
             stream,
             application: unique_name("app"),
             seen: Arc::new(Mutex::new(Seen::default())),
+            mode,
         }
     }
 
@@ -47,7 +50,7 @@ impl Setup {
         )
         .worker_id(id)
         .lease_config(common::quick_leases(FAILOVER))
-        .polling_config(common::quick_polling())
+        .retrieval(self.mode.retrieval())
         .parent_poll_interval(Duration::from_millis(200))
         .build(common::recorder(id, &self.seen))
         .await
@@ -60,9 +63,13 @@ impl Setup {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn three_workers_balance_and_a_graceful_stop_hands_leases_over_at_once() {
-    let setup = Setup::new(4).await;
+in_both_modes!(
+    three_workers_balance_and_a_graceful_stop_hands_leases_over_at_once,
+    a_crashed_workers_leases_are_taken_after_failover_and_resume_from_the_checkpoint,
+);
+
+async fn three_workers_balance_and_a_graceful_stop_hands_leases_over_at_once(mode: Mode) {
+    let setup = Setup::new(mode, 4).await;
     common::put_values(&setup.kinesis, &setup.stream, 0..10_000, true).await;
     let w1 = setup.worker("w1").await;
     let w2 = setup.worker("w2").await;
@@ -135,9 +142,10 @@ async fn three_workers_balance_and_a_graceful_stop_hands_leases_over_at_once() {
     assert!(duplicates < 5_000, "{duplicates} duplicates");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_crashed_workers_leases_are_taken_after_failover_and_resume_from_the_checkpoint() {
-    let setup = Setup::new(2).await;
+async fn a_crashed_workers_leases_are_taken_after_failover_and_resume_from_the_checkpoint(
+    mode: Mode,
+) {
+    let setup = Setup::new(mode, 2).await;
     common::put_values(&setup.kinesis, &setup.stream, 0..4_000, true).await;
     let w1 = setup.worker("w1").await;
     let store = setup.store();

@@ -2,13 +2,14 @@
 //! takes its lease, the zombie's processor is told `lease_lost`, its checkpoints are refused, and
 //! the table's checkpoint never goes backwards.
 
+#[macro_use]
 mod common;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::Seen;
+use common::{Mode, Seen};
 use kinesis_aggregation::ShardId;
 use kinesis_consumer::lease::{DynamoLeaseStore, LeaseStore};
 use kinesis_consumer::{Position, Scheduler};
@@ -18,10 +19,11 @@ use kinesis_test_support::{
     unique_name,
 };
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_partitioned_worker_loses_its_lease_and_cannot_move_the_checkpoint_back() {
+in_both_modes!(a_partitioned_worker_loses_its_lease_and_cannot_move_the_checkpoint_back);
+
+async fn a_partitioned_worker_loses_its_lease_and_cannot_move_the_checkpoint_back(mode: Mode) {
     let failover = Duration::from_secs(2);
-    let kinesis = kinesis_client(KinesisServer::Kinesalite).await;
+    let kinesis = kinesis_client(mode.server(KinesisServer::Kinesalite)).await;
     let dynamodb = dynamodb_client(DynamoDbServer::DynamoDbLocal).await;
     let stream = unique_name("zombie");
     let application = unique_name("app");
@@ -36,7 +38,7 @@ async fn a_partitioned_worker_loses_its_lease_and_cannot_move_the_checkpoint_bac
     let w1 = Scheduler::builder(kinesis.clone(), cut_off_dynamodb, &stream, &application)
         .worker_id("w1")
         .lease_config(common::quick_leases(failover))
-        .polling_config(common::quick_polling())
+        .retrieval(mode.retrieval())
         .build(common::recorder("w1", &seen))
         .await
         .unwrap()
@@ -84,7 +86,7 @@ async fn a_partitioned_worker_loses_its_lease_and_cannot_move_the_checkpoint_bac
     let w2 = Scheduler::builder(kinesis.clone(), dynamodb.clone(), &stream, &application)
         .worker_id("w2")
         .lease_config(common::quick_leases(failover))
-        .polling_config(common::quick_polling())
+        .retrieval(mode.retrieval())
         .build(common::recorder("w2", &seen))
         .await
         .unwrap()

@@ -2,15 +2,16 @@
 //! the processor works on the previous batch.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use aws_sdk_kinesis::error::{DisplayErrorContext, ProvideErrorMetadata};
 use aws_sdk_kinesis::primitives::DateTime;
 use backon::{BackoffBuilder, ExponentialBuilder};
-use kinesis_aggregation::{Deaggregator, KinesisRecord, RecordFormat, SequenceNumber, ShardId};
+use kinesis_aggregation::ShardId;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+use super::records::{child_shards, user_records};
 use super::start::StartingPosition;
 use crate::record::{Position, Record};
 
@@ -246,48 +247,8 @@ impl Reader {
                     .is_some_and(|e| e.is_expired_iterator_exception());
                 self.classify(&error, expired)
             })?;
-        let mut deaggregator = Deaggregator::new();
-        let mut user_records = Vec::new();
-        let mut records = Vec::with_capacity(output.records().len());
-        let mut corrupt_aggregates = 0;
-        for record in output.records() {
-            let Ok(sequence_number) = SequenceNumber::new(record.sequence_number()) else {
-                tracing::warn!(shard = %self.shard, sequence = record.sequence_number(), "record with an invalid sequence number skipped");
-                continue;
-            };
-            let arrival = record
-                .approximate_arrival_timestamp()
-                .and_then(|t| SystemTime::try_from(*t).ok());
-            let kinesis_record = KinesisRecord::new(
-                record.partition_key().unwrap_or_default(),
-                record.data().clone().into_inner(),
-            );
-            user_records.clear();
-            if let RecordFormat::PassedThrough(why) =
-                deaggregator.deaggregate_into(&kinesis_record, &mut user_records)
-            {
-                corrupt_aggregates += 1;
-                tracing::warn!(shard = %self.shard, sequence = %sequence_number, %why, "corrupt aggregate delivered as a plain record");
-            }
-            for user_record in user_records.drain(..) {
-                if self.start.skips(
-                    &sequence_number,
-                    user_record.sub_sequence_number,
-                    user_record.aggregated,
-                ) {
-                    continue;
-                }
-                records.push(Record {
-                    partition_key: user_record.partition_key,
-                    explicit_hash_key: user_record.explicit_hash_key,
-                    data: user_record.data,
-                    sequence_number: sequence_number.clone(),
-                    sub_sequence_number: user_record.sub_sequence_number,
-                    aggregated: user_record.aggregated,
-                    approximate_arrival: arrival,
-                });
-            }
-        }
+        let (records, corrupt_aggregates) =
+            user_records(&self.shard, &self.start, output.records());
         if let Some(last) = records.last() {
             self.start = StartingPosition::After(Position {
                 sequence_number: last.sequence_number.clone(),
@@ -295,20 +256,7 @@ impl Reader {
             });
         }
         let next = output.next_shard_iterator().map(str::to_owned);
-        let shard_end = next.is_none().then(|| {
-            output
-                .child_shards()
-                .iter()
-                .map(|child| ChildShard {
-                    shard_id: ShardId::from(child.shard_id()),
-                    parent_shards: child
-                        .parent_shards()
-                        .iter()
-                        .map(|p| ShardId::from(p.as_str()))
-                        .collect(),
-                })
-                .collect()
-        });
+        let shard_end = next.is_none().then(|| child_shards(output.child_shards()));
         if records.is_empty() && !output.records().is_empty() && shard_end.is_none() {
             // Everything read was already covered by the starting position (the record a
             // checkpoint points into is read again): nothing to deliver, read on.

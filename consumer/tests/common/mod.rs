@@ -9,12 +9,13 @@ use std::time::Duration;
 
 use kinesis_aggregation::ShardId;
 use kinesis_consumer::lease::LeaseConfig;
-use kinesis_consumer::retrieval::PollingConfig;
+use kinesis_consumer::retrieval::{FanOutConfig, PollingConfig, RetrievalConfig};
 use kinesis_consumer::{
     Checkpointer, InitializationInput, Position, ProcessRecordsInput, ProcessorError,
     RecordProcessor,
 };
 use kinesis_producer::Producer;
+use kinesis_test_support::KinesisServer;
 
 /// What every processor of a test saw, by worker.
 #[derive(Debug, Default)]
@@ -122,6 +123,60 @@ impl RecordProcessor for Recorder {
 /// Short intervals so tests run in seconds.
 pub fn quick_leases(failover: Duration) -> LeaseConfig {
     LeaseConfig::default().failover_time(failover)
+}
+
+/// How a test's workers read. The scheduler tests run in both modes (see [`in_both_modes`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Polling,
+    FanOut,
+}
+
+impl Mode {
+    /// The Kinesis server: fan-out needs kinesis-mock, the one local server with
+    /// `SubscribeToShard`; polling keeps the test's usual (often faster) server.
+    pub fn server(self, polling: KinesisServer) -> KinesisServer {
+        match self {
+            Mode::Polling => polling,
+            Mode::FanOut => KinesisServer::KinesisMock,
+        }
+    }
+
+    /// Quick retrieval settings of this mode.
+    pub fn retrieval(self) -> RetrievalConfig {
+        match self {
+            Mode::Polling => RetrievalConfig::Polling(quick_polling()),
+            Mode::FanOut => RetrievalConfig::FanOut(quick_fan_out()),
+        }
+    }
+}
+
+/// Runs each `async fn NAME(mode: Mode)` as two tests, `NAME::polling` and `NAME::fan_out`.
+#[allow(unused_macros)]
+macro_rules! in_both_modes {
+    ($($name:ident),+ $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn polling() {
+                super::$name(super::common::Mode::Polling).await
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn fan_out() {
+                super::$name(super::common::Mode::FanOut).await
+            }
+        }
+    )+};
+}
+
+pub fn quick_fan_out() -> FanOutConfig {
+    FanOutConfig {
+        shard_end_check_interval: Duration::from_millis(500),
+        min_backoff: Duration::from_millis(20),
+        max_backoff: Duration::from_millis(500),
+        drain: quick_polling(),
+        ..FanOutConfig::default()
+    }
 }
 
 pub fn quick_polling() -> PollingConfig {
