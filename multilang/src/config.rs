@@ -411,7 +411,11 @@ mod tests {
         assert_eq!(config.initial_position, InitialPosition::Latest);
         assert_eq!(config.lease, LeaseConfig::default());
         assert_eq!(config.polling, PollingConfig::default());
-        assert_eq!(config.fan_out, Some(FanOutConfig::default()), "fan-out, as Java");
+        assert_eq!(
+            config.fan_out,
+            Some(FanOutConfig::default()),
+            "fan-out, as Java"
+        );
         assert_eq!(config.worker_id, None);
         assert_eq!(config.table_name, None);
         assert_eq!(config.response_timeout, None);
