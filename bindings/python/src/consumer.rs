@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use kinesis_consumer::lease::LeaseConfig;
-use kinesis_consumer::retrieval::PollingConfig;
+use kinesis_consumer::retrieval::{FanOutConfig, PollingConfig, RetrievalConfig};
 use kinesis_consumer::{
     InitialPosition, InitializationInput, ProcessRecordsInput as RustProcessRecordsInput,
     ProcessorError, RecordProcessor, RecordProcessorFactory, SchedulerHandle,
@@ -248,6 +248,8 @@ impl Scheduler {
         max_leases_for_worker=None,
         max_leases_to_steal_at_one_time=1,
         retry_failed_batches=true,
+        retrieval_mode="POLLING",
+        consumer_name=None,
         **lease_options
     ))]
     #[allow(clippy::too_many_arguments)]
@@ -270,6 +272,8 @@ impl Scheduler {
         max_leases_for_worker: Option<usize>,
         max_leases_to_steal_at_one_time: usize,
         retry_failed_batches: bool,
+        retrieval_mode: &str,
+        consumer_name: Option<String>,
         lease_options: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<Self> {
         if !processor_factory.is_callable() {
@@ -300,6 +304,18 @@ impl Scheduler {
             idle_time_between_reads: Duration::from_millis(idle_time_between_reads_millis),
             ..PollingConfig::default()
         };
+        let retrieval = match retrieval_mode.to_ascii_uppercase().as_str() {
+            "POLLING" => RetrievalConfig::Polling(polling),
+            "FANOUT" => RetrievalConfig::FanOut(FanOutConfig {
+                consumer_name,
+                ..FanOutConfig::default()
+            }),
+            other => {
+                return Err(PyValueError::new_err(format!(
+                    "retrieval_mode {other:?}: expected \"POLLING\" or \"FANOUT\""
+                )));
+            }
+        };
         let factory = PyFactory {
             factory: Arc::new(processor_factory.unbind()),
             retry_failed_batches,
@@ -317,7 +333,7 @@ impl Scheduler {
             )
             .initial_position(position)
             .lease_config(lease)
-            .polling_config(polling)
+            .retrieval(retrieval)
             .shard_sync_interval(Duration::from_millis(shard_sync_interval_millis))
             .parent_poll_interval(Duration::from_millis(parent_shard_poll_interval_millis));
             if let Some(worker_id) = worker_id {

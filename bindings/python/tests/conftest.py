@@ -93,29 +93,30 @@ def aws_call(url: str, service: str, target: str, body: dict) -> dict:
     return json.loads(text) if text else {}
 
 
-def kinesis(op: str, body: dict) -> dict:
-    return aws_call(endpoint("KINESALITE_ENDPOINT"), "kinesis", f"Kinesis_20131202.{op}", body)
+def kinesis(op: str, body: dict, server: str = "KINESALITE_ENDPOINT") -> dict:
+    return aws_call(endpoint(server), "kinesis", f"Kinesis_20131202.{op}", body)
 
 
 def dynamodb(op: str, body: dict) -> dict:
     return aws_call(endpoint("DYNAMODB_LOCAL_ENDPOINT"), "dynamodb", f"DynamoDB_20120810.{op}", body)
 
 
-def create_stream(shards: int) -> str:
-    """A new stream on kinesalite, ACTIVE, with a unique name."""
+def create_stream(shards: int, server: str = "KINESALITE_ENDPOINT") -> str:
+    """A new stream on kinesalite (or `server`), ACTIVE, with a unique name."""
     name = unique("stream")
-    kinesis("CreateStream", {"StreamName": name, "ShardCount": shards})
+    kinesis("CreateStream", {"StreamName": name, "ShardCount": shards}, server)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
-        status = kinesis("DescribeStreamSummary", {"StreamName": name})["StreamDescriptionSummary"]["StreamStatus"]
+        summary = kinesis("DescribeStreamSummary", {"StreamName": name}, server)
+        status = summary["StreamDescriptionSummary"]["StreamStatus"]
         if status == "ACTIVE":
             return name
         time.sleep(0.05)
     raise RuntimeError(f"stream {name} not ACTIVE after 30 s")
 
 
-def shard_ids(stream: str) -> list[str]:
-    return sorted(s["ShardId"] for s in kinesis("ListShards", {"StreamName": stream})["Shards"])
+def shard_ids(stream: str, server: str = "KINESALITE_ENDPOINT") -> list[str]:
+    return sorted(s["ShardId"] for s in kinesis("ListShards", {"StreamName": stream}, server)["Shards"])
 
 
 def leases(table: str) -> dict[str, dict]:

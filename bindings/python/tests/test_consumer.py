@@ -13,7 +13,7 @@ import time
 import pytest
 
 import kinesis_rs
-from conftest import REGION, create_stream, dynamodb, leases, shard_ids, unique, wait_for
+from conftest import REGION, create_stream, dynamodb, endpoint, leases, shard_ids, unique, wait_for
 from kinesis_rs import kcl
 from kinesis_rs.v3 import processor
 
@@ -147,6 +147,29 @@ def test_put_10000_consume_checkpoint_and_resume_after_it(kinesis_endpoint, dyna
     for shard in shards:
         assert second.records[shard] == expected[shard], shard
     assert sum(len(v) for v in second.records.values()) == sum(len(v) for v in expected.values()) > 4_000
+
+
+def test_fan_out_delivers_every_record_once_in_order(dynamodb_endpoint):
+    # kinesis-mock: the local server with SubscribeToShard.
+    server = "KINESIS_MOCK_ENDPOINT"
+    kinesis_endpoint = endpoint(server)
+    stream, app = create_stream(shards=2, server=server), unique("app")
+    shards = shard_ids(stream, server)
+    with kinesis_rs.Producer(stream, region=REGION, endpoint_url=kinesis_endpoint) as producer:
+        futures = [producer.put(f"key-{i % 31}", f"record-{i}".encode()) for i in range(500)]
+    places = {f"record-{i}".encode(): f.result(timeout=0) for i, f in enumerate(futures)}
+    shared = Shared()
+    worker = scheduler(stream, app, lambda: Recorder(shared), kinesis_endpoint, dynamodb_endpoint,
+                       retrieval_mode="FANOUT")
+    with worker:
+        wait_for(lambda: sum(shared.count(s) for s in shards) >= 500, 60, "500 records by fan-out")
+    received = [r for shard in shards for r in shared.records.get(shard, [])]
+    assert sorted(data for _, _, _, data in received) == sorted(places)
+    for shard in shards:
+        positions = [(int(seq), sub) for seq, sub, _, _ in shared.records.get(shard, [])]
+        assert positions == sorted(positions), f"{shard} in order"
+    for seq, sub, _, data in received:
+        assert places[data].sequence_number == seq
 
 
 def test_checkpoint_errors_carry_the_kcl_exception_name(kinesis_endpoint, dynamodb_endpoint):
