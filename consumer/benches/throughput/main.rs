@@ -33,11 +33,19 @@
 //!   the other every 10 s. Last line: `ddb_calls_per_shard_minute=<x>` (checkpoint every 10 s)
 //!   `ddb_calls_per_shard_minute_every_batch=<x> java_kcl_schedule_per_shard_minute=<x>`.
 //!
-//! `scripts/bench-consumer` runs all three.
+//! - `latency [--records N] [--rate P] [--idle-ms I]`: two 2-shard kinesis-mock streams (the one
+//!   local server with `SubscribeToShard`), one worker each, one reading by polling (idle time I
+//!   ms, default 200), one by enhanced fan-out; N (default 300) `PutRecord` calls into each at P
+//!   per second (default 20), each record carrying its send time; the processor records the time
+//!   from the call to `process_records`. Last line: `polling_p50_ms=<n> polling_p99_ms=<n>
+//!   fanout_p50_ms=<n> fanout_p99_ms=<n>`.
+//!
+//! `scripts/bench-consumer` runs the first three; `scripts/bench-fanout` runs `latency`.
 
 mod common;
 mod ddb;
 mod failover;
+mod latency;
 mod throughput;
 mod usage;
 
@@ -92,12 +100,14 @@ fn options() -> Result<Options, String> {
                     .ok_or("--max-records needs numbers in 1..=10000, comma-separated")?;
             }
             "--rate" => options.rate = Some(number("--rate")?.clamp(1, 10_000) as u32),
-            "throughput" | "failover" | "ddb" if options.mode.is_empty() => options.mode = arg,
+            "throughput" | "failover" | "ddb" | "latency" if options.mode.is_empty() => {
+                options.mode = arg
+            }
             other => return Err(format!("unexpected argument {other:?}")),
         }
     }
     if options.mode.is_empty() {
-        return Err("which mode: throughput, failover or ddb?".into());
+        return Err("which mode: throughput, failover, ddb or latency?".into());
     }
     Ok(options)
 }
@@ -115,6 +125,7 @@ fn main() -> ExitCode {
         match options.mode.as_str() {
             "throughput" => throughput::run(&options).await,
             "failover" => failover::run(&options).await,
+            "latency" => latency::run(&options).await,
             _ => ddb::run(&options).await,
         }
     });

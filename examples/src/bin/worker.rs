@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use kinesis_aggregation::ShardId;
+use kinesis_consumer::retrieval::{FanOutConfig, PollingConfig, RetrievalConfig};
 use kinesis_consumer::{
     Checkpointer, InitialPosition, InitializationInput, ProcessRecordsInput, ProcessorError,
     RecordProcessor, Scheduler,
@@ -64,6 +65,10 @@ struct Args {
     /// Seconds between progress reports.
     #[arg(long, default_value_t = 5)]
     report_seconds: u64,
+    /// Read by enhanced fan-out (`SubscribeToShard`, a stream consumer named after the
+    /// application) instead of polling. kinesalite has no fan-out; kinesis-mock and AWS do.
+    #[arg(long)]
+    fan_out: bool,
 }
 
 #[derive(Default, Clone)]
@@ -228,9 +233,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             kinesis_consumer::lease::LeaseConfig::default()
                 .failover_time(Duration::from_millis(args.failover_millis)),
         )
-        .polling_config(kinesis_consumer::retrieval::PollingConfig {
-            idle_time_between_reads: Duration::from_millis(args.idle_millis),
-            ..Default::default()
+        .retrieval(if args.fan_out {
+            RetrievalConfig::FanOut(FanOutConfig::default())
+        } else {
+            RetrievalConfig::Polling(PollingConfig {
+                idle_time_between_reads: Duration::from_millis(args.idle_millis),
+                ..Default::default()
+            })
         });
     if let Some(id) = &args.worker_id {
         builder = builder.worker_id(id);
