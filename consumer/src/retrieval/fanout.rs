@@ -13,19 +13,16 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use aws_sdk_kinesis::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_kinesis::primitives::DateTime;
 use aws_sdk_kinesis::types::error::SubscribeToShardEventStreamError;
 use aws_sdk_kinesis::types::{
     ConsumerStatus, ShardIteratorType, StartingPosition as SubscribePosition,
     SubscribeToShardEventStream,
 };
-use backon::{BackoffBuilder, ExponentialBuilder};
 use kinesis_aggregation::ShardId;
-use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
+use super::feed::{Feed, Sender, backoff, code_and_message, is_transient, without_retries};
 use super::polling::{Batch, FetchError, PollingConfig, ShardFetcher};
 use super::records::{child_shards, user_records};
 use super::start::StartingPosition;
@@ -124,12 +121,7 @@ pub async fn register_stream_consumer(
 ) -> Result<StreamConsumer, RegistrationError> {
     let started = Instant::now();
     let deadline = started + timeout;
-    let mut backoff = ExponentialBuilder::new()
-        .with_min_delay(Duration::from_millis(100))
-        .with_max_delay(Duration::from_secs(2))
-        .with_jitter()
-        .without_max_times()
-        .build();
+    let mut backoff = backoff(Duration::from_millis(100), Duration::from_secs(2));
     let call_error =
         |operation: &'static str, code: String, message: String| RegistrationError::Call {
             operation,
@@ -234,17 +226,6 @@ pub async fn register_stream_consumer(
     })
 }
 
-fn code_and_message<E: ProvideErrorMetadata + std::error::Error + 'static, R: std::fmt::Debug>(
-    error: &SdkError<E, R>,
-) -> (String, String) {
-    let code = error.code().unwrap_or("ClientError").to_owned();
-    let message = error
-        .message()
-        .map(str::to_owned)
-        .unwrap_or_else(|| DisplayErrorContext(error).to_string());
-    (code, message)
-}
-
 /// The exception an event stream carried. The SDK leaves the error code empty for exceptions
 /// sent as events (kinesis-mock sends `ResourceInUseException` that way), so name the variant.
 fn event_error_name(error: &SubscribeToShardEventStreamError) -> Option<&'static str> {
@@ -280,36 +261,10 @@ fn event_error_name(error: &SubscribeToShardEventStreamError) -> Option<&'static
     names.into_iter().find(|(is, _)| *is).map(|(_, name)| name)
 }
 
-/// Whether retrying may succeed: throttling, a subscription still held (`ResourceInUse`, also
-/// while a previous subscription winds down), server-side failures and network trouble.
-fn is_transient<E, R>(error: &SdkError<E, R>, code: &str) -> bool {
-    match error {
-        SdkError::ServiceError(_) => matches!(
-            code,
-            "ResourceInUseException"
-                | "LimitExceededException"
-                | "ProvisionedThroughputExceededException"
-                | "ThrottlingException"
-                | "InternalFailure"
-                | "InternalFailureException"
-                | "ServiceUnavailable"
-                | "KMSThrottlingException"
-                | "ExpiredTokenException"
-        ),
-        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
-            true
-        }
-        _ => false,
-    }
-}
-
 /// Reads one shard through a fan-out subscription, ahead of its processor. Dropping it ends the
 /// subscription.
 #[derive(Debug)]
-pub struct FanOutFetcher {
-    batches: mpsc::Receiver<Result<Batch, FetchError>>,
-    task: JoinHandle<()>,
-}
+pub struct FanOutFetcher(Feed);
 
 impl FanOutFetcher {
     /// Subscribes `consumer_arn` to `shard` of `stream` from `start`. The SDK's own retries are
@@ -323,41 +278,27 @@ impl FanOutFetcher {
         start: StartingPosition,
         config: FanOutConfig,
     ) -> Self {
-        let (sender, batches) = mpsc::channel(config.queued_events.max(1));
-        let client = aws_sdk_kinesis::Client::from_conf(
-            client
-                .config()
-                .to_builder()
-                .retry_config(aws_sdk_kinesis::config::retry::RetryConfig::disabled())
-                .build(),
-        );
-        let subscriber = Subscriber {
-            client,
-            stream,
-            consumer_arn,
-            shard,
-            start,
-            continuation: None,
-            last_end_check: Instant::now(),
-            config,
-            sender,
-        };
-        FanOutFetcher {
-            batches,
-            task: tokio::spawn(subscriber.run()),
-        }
+        let client = without_retries(&client);
+        FanOutFetcher(Feed::spawn(config.queued_events, |sender| {
+            Subscriber {
+                client,
+                stream,
+                consumer_arn,
+                shard,
+                start,
+                continuation: None,
+                last_end_check: Instant::now(),
+                config,
+                sender,
+            }
+            .run()
+        }))
     }
 
     /// The next batch (one event's records); `None` once the shard end was delivered or reading
     /// stopped on an error.
     pub async fn next(&mut self) -> Option<Result<Batch, FetchError>> {
-        self.batches.recv().await
-    }
-}
-
-impl Drop for FanOutFetcher {
-    fn drop(&mut self) {
-        self.task.abort();
+        self.0.next().await
     }
 }
 
@@ -385,7 +326,7 @@ struct Subscriber {
     continuation: Option<String>,
     last_end_check: Instant,
     config: FanOutConfig,
-    sender: mpsc::Sender<Result<Batch, FetchError>>,
+    sender: Sender,
 }
 
 impl Subscriber {
@@ -417,12 +358,7 @@ impl Subscriber {
     }
 
     fn backoff(&self) -> impl Iterator<Item = Duration> + use<> {
-        ExponentialBuilder::new()
-            .with_min_delay(self.config.min_backoff)
-            .with_max_delay(self.config.max_backoff)
-            .with_jitter()
-            .without_max_times()
-            .build()
+        backoff(self.config.min_backoff, self.config.max_backoff)
     }
 
     fn position(&self) -> SubscribePosition {

@@ -2,6 +2,7 @@
 //! the enhanced fan-out fetcher (`SubscribeToShard`).
 
 mod fanout;
+mod feed;
 mod polling;
 mod records;
 mod start;

@@ -4,13 +4,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use aws_sdk_kinesis::error::{DisplayErrorContext, ProvideErrorMetadata};
+use aws_sdk_kinesis::error::ProvideErrorMetadata;
 use aws_sdk_kinesis::primitives::DateTime;
-use backon::{BackoffBuilder, ExponentialBuilder};
 use kinesis_aggregation::ShardId;
-use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
 
+use super::feed::{Feed, Sender, backoff, code_and_message, is_transient, without_retries};
 use super::records::{child_shards, user_records};
 use super::start::StartingPosition;
 use crate::record::{Position, Record};
@@ -80,10 +78,7 @@ pub struct FetchError {
 
 /// Reads one shard ahead of its processor. Dropping it stops the reading.
 #[derive(Debug)]
-pub struct ShardFetcher {
-    batches: mpsc::Receiver<Result<Batch, FetchError>>,
-    task: JoinHandle<()>,
-}
+pub struct ShardFetcher(Feed);
 
 impl ShardFetcher {
     /// Starts reading `shard` of `stream` from `start`. The SDK client's own retries are turned off
@@ -96,37 +91,23 @@ impl ShardFetcher {
         start: StartingPosition,
         config: PollingConfig,
     ) -> Self {
-        let (sender, batches) = mpsc::channel(config.prefetch_batches.max(1));
-        let client = aws_sdk_kinesis::Client::from_conf(
-            client
-                .config()
-                .to_builder()
-                .retry_config(aws_sdk_kinesis::config::retry::RetryConfig::disabled())
-                .build(),
-        );
-        let reader = Reader {
-            client,
-            stream,
-            shard,
-            start,
-            config,
-            sender,
-        };
-        ShardFetcher {
-            batches,
-            task: tokio::spawn(reader.run()),
-        }
+        let client = without_retries(&client);
+        ShardFetcher(Feed::spawn(config.prefetch_batches, |sender| {
+            Reader {
+                client,
+                stream,
+                shard,
+                start,
+                config,
+                sender,
+            }
+            .run()
+        }))
     }
 
     /// The next batch; `None` once the shard end was delivered or reading stopped on an error.
     pub async fn next(&mut self) -> Option<Result<Batch, FetchError>> {
-        self.batches.recv().await
-    }
-}
-
-impl Drop for ShardFetcher {
-    fn drop(&mut self) {
-        self.task.abort();
+        self.0.next().await
     }
 }
 
@@ -137,7 +118,7 @@ struct Reader {
     /// Where to (re)start: the starting position, then just after the last record read.
     start: StartingPosition,
     config: PollingConfig,
-    sender: mpsc::Sender<Result<Batch, FetchError>>,
+    sender: Sender,
 }
 
 /// Transient failures in a row after which the iterator is fetched anew (kinesis-mock answers an
@@ -202,12 +183,7 @@ impl Reader {
     }
 
     fn backoff(&self) -> impl Iterator<Item = Duration> + use<> {
-        ExponentialBuilder::new()
-            .with_min_delay(self.config.min_backoff)
-            .with_max_delay(self.config.max_backoff)
-            .with_jitter()
-            .without_max_times()
-            .build()
+        backoff(self.config.min_backoff, self.config.max_backoff)
     }
 
     async fn iterator(&self) -> Result<String, Failure> {
@@ -276,27 +252,8 @@ impl Reader {
         error: &aws_sdk_kinesis::error::SdkError<E, R>,
         expired_iterator: bool,
     ) -> Failure {
-        use aws_sdk_kinesis::error::SdkError;
-        let code = error.code().unwrap_or("ClientError").to_owned();
-        let transient = match error {
-            SdkError::ServiceError(_) => matches!(
-                code.as_str(),
-                "ProvisionedThroughputExceededException"
-                    | "LimitExceededException"
-                    | "ThrottlingException"
-                    | "ExpiredIteratorException"
-                    | "InternalFailure"
-                    | "InternalFailureException"
-                    | "ServiceUnavailable"
-                    | "KMSThrottlingException"
-                    | "ExpiredTokenException"
-            ),
-            SdkError::TimeoutError(_)
-            | SdkError::DispatchFailure(_)
-            | SdkError::ResponseError(_) => true,
-            _ => false,
-        };
-        if transient || expired_iterator {
+        let (code, message) = code_and_message(error);
+        if expired_iterator || is_transient(error, &code) {
             Failure::Retry {
                 code,
                 expired_iterator,
@@ -305,10 +262,7 @@ impl Reader {
             Failure::Fatal(FetchError {
                 shard: self.shard.clone(),
                 code,
-                message: error
-                    .message()
-                    .map(str::to_owned)
-                    .unwrap_or_else(|| DisplayErrorContext(error).to_string()),
+                message,
             })
         }
     }
