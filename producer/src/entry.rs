@@ -13,16 +13,53 @@ use tokio::time::Instant;
 
 use crate::outcome::{Attempt, AttemptError, PutError, PutOutcome};
 
+/// What a `put`'s channel carries. Kept to 16 bytes because there is one channel per outstanding
+/// record: a success points at the outcome its Kinesis record shares with its other user records
+/// (the handle builds the [`PutOutcome`]), and the rare error is boxed.
+#[derive(Debug)]
+pub(crate) enum Resolution {
+    /// Put: the outcome shared by the record's Kinesis record, and the record's index in it.
+    Placed {
+        shared: Arc<SharedOutcome>,
+        index: u32,
+    },
+    Failed(Box<PutError>),
+}
+
 /// The channel a `put` waits on.
-pub(crate) type Reply = oneshot::Sender<Result<PutOutcome, PutError>>;
+pub(crate) type Reply = oneshot::Sender<Resolution>;
+
+/// What every user record of one Kinesis record has in common once it is put.
+#[derive(Debug)]
+pub(crate) struct SharedOutcome {
+    pub shard_id: ShardId,
+    pub sequence_number: SequenceNumber,
+    pub aggregated: bool,
+    pub attempts: Arc<[Attempt]>,
+}
+
+impl Resolution {
+    /// What the record's handle resolves to.
+    pub fn into_result(self) -> Result<PutOutcome, PutError> {
+        match self {
+            Resolution::Placed { shared, index } => Ok(PutOutcome {
+                shard_id: shared.shard_id.clone(),
+                sequence_number: shared.sequence_number.clone(),
+                sub_sequence_number: shared.aggregated.then_some(u64::from(index)),
+                attempts: shared.attempts.clone(),
+            }),
+            Resolution::Failed(error) => Err(*error),
+        }
+    }
+}
 
 /// A user record on its way, once its data sits in an [`Entry`]'s Kinesis record. The data is not
-/// kept twice: on failure the record is rebuilt from the entry.
+/// kept twice: on failure the record is rebuilt from the entry. There is one per outstanding
+/// record, so it holds only what differs between the records of one entry (the arrival time that
+/// matters, the oldest, is the entry's).
 #[derive(Debug)]
 pub(crate) struct Member {
     pub reply: Reply,
-    /// When the pipeline took the record (the origin of `RecordMaxBufferedTime`).
-    pub arrived: Instant,
     /// `put` time plus `RecordTtl`.
     pub expires: Instant,
     /// Bytes counted against `MaxOutstandingBytes`.
@@ -30,15 +67,34 @@ pub(crate) struct Member {
     pub epoch: u64,
 }
 
+/// The data of an [`Entry`]: a Kinesis record, or an aggregate not encoded yet.
+///
+/// Sealing an aggregate (the MD5 of its body and the copy into one buffer) is the largest per-byte
+/// cost of aggregation; the pipeline is one task, so it leaves that to the request task, which
+/// seals its entries just before building the `PutRecords` request ([`Entry::seal`]).
+#[derive(Debug)]
+pub(crate) enum Payload {
+    Sealed(KinesisRecord),
+    Open {
+        aggregator: Box<Aggregator>,
+        /// Length of the first record's partition key: the aggregate's, which Kinesis bills.
+        partition_key_len: usize,
+    },
+}
+
 /// One Kinesis record to put, with the user records it carries, in order.
 #[derive(Debug)]
 pub(crate) struct Entry {
-    pub record: KinesisRecord,
+    pub payload: Payload,
     /// True when `record` is an aggregate (even of one record it is sent plain, so false then).
     pub aggregated: bool,
     /// The shard the map predicts; `None` without a shard map.
     pub predicted: Option<ShardId>,
     pub members: Vec<Member>,
+    /// When the oldest record arrived.
+    pub oldest: Instant,
+    /// The earliest of the members' `expires`.
+    pub earliest_expiry: Instant,
     /// When the entry must be sent at the latest: its oldest record's arrival plus
     /// `RecordMaxBufferedTime`.
     pub send_by: Instant,
@@ -52,23 +108,27 @@ pub(crate) struct Entry {
 }
 
 impl Entry {
+    /// An entry of `members`, the oldest of which arrived at `oldest`.
     pub fn new(
-        record: KinesisRecord,
+        payload: Payload,
         aggregated: bool,
         predicted: Option<ShardId>,
         members: Vec<Member>,
+        oldest: Instant,
         max_buffered: Duration,
     ) -> Self {
-        let oldest = members
+        let earliest_expiry = members
             .iter()
-            .map(|m| m.arrived)
+            .map(|m| m.expires)
             .min()
             .expect("an entry has members");
         Entry {
-            record,
+            payload,
             aggregated,
             predicted,
             members,
+            oldest,
+            earliest_expiry,
             send_by: oldest + max_buffered,
             not_before: oldest,
             attempts: Vec::new(),
@@ -79,28 +139,39 @@ impl Entry {
 
     /// Bytes this entry counts against `CollectionMaxSize` and the shard's byte rate.
     pub fn billed_size(&self) -> usize {
-        self.record.billed_size()
+        match &self.payload {
+            Payload::Sealed(record) => record.billed_size(),
+            Payload::Open {
+                aggregator,
+                partition_key_len,
+            } => partition_key_len + aggregator.encoded_size(),
+        }
     }
 
-    pub fn earliest_expiry(&self) -> Instant {
-        self.members
-            .iter()
-            .map(|m| m.expires)
-            .min()
-            .expect("an entry has members")
+    /// Encodes the aggregate if it is not yet, and returns the Kinesis record.
+    pub fn seal(&mut self) -> &KinesisRecord {
+        if let Payload::Open { aggregator, .. } = &mut self.payload {
+            let record = aggregator.finish().expect("an entry has members");
+            self.payload = Payload::Sealed(record);
+        }
+        match &self.payload {
+            Payload::Sealed(record) => record,
+            Payload::Open { .. } => unreachable!("sealed above"),
+        }
     }
 
     /// The user records this entry carries, rebuilt from the Kinesis record.
-    pub fn user_records(&self) -> Vec<UserRecord> {
-        if !self.aggregated {
-            return vec![plain_user_record(&self.record)];
+    pub fn user_records(&mut self) -> Vec<UserRecord> {
+        let aggregated = self.aggregated;
+        let record = self.seal();
+        if !aggregated {
+            return vec![plain_user_record(record)];
         }
-        let view = AggregateView::parse(&self.record.data).expect("our own aggregates parse");
+        let view = AggregateView::parse(&record.data).expect("our own aggregates parse");
         view.records()
             .map(|sub| {
-                let record =
-                    UserRecord::new(sub.partition_key, self.record.data.slice_ref(sub.data))
-                        .expect("records were validated on put");
+                let record = UserRecord::new(sub.partition_key, record.data.slice_ref(sub.data))
+                    .expect("records were validated on put");
                 match sub.explicit_hash_key {
                     Some(key) => record
                         .with_explicit_hash_key(key)
@@ -147,23 +218,20 @@ impl Entry {
     }
 
     /// Resolves every member as put.
-    pub fn succeed(
-        self,
-        shard_id: &ShardId,
-        sequence_number: &SequenceNumber,
-        ledger: &mut Ledger,
-    ) {
-        let aggregated = self.aggregated;
-        // One list of attempts for every record of the entry: they were all sent together.
-        let attempts: Arc<[Attempt]> = Arc::from(self.attempts);
-        for (i, member) in self.members.into_iter().enumerate() {
-            let outcome = PutOutcome {
-                shard_id: shard_id.clone(),
-                sequence_number: sequence_number.clone(),
-                sub_sequence_number: aggregated.then_some(i as u64),
-                attempts: attempts.clone(),
+    pub fn succeed(self, shard_id: ShardId, sequence_number: SequenceNumber, ledger: &mut Ledger) {
+        // One outcome for every record of the entry: they were all sent together.
+        let shared = Arc::new(SharedOutcome {
+            shard_id,
+            sequence_number,
+            aggregated: self.aggregated,
+            attempts: Arc::from(self.attempts),
+        });
+        for (index, member) in self.members.into_iter().enumerate() {
+            let placed = Resolution::Placed {
+                shared: shared.clone(),
+                index: index as u32,
             };
-            ledger.resolve(member, Ok(outcome));
+            ledger.resolve(member, placed);
         }
     }
 
@@ -172,11 +240,11 @@ impl Entry {
     /// into a new entry (or `None` when none is left). `aggregation_max_size` bounds the rebuilt
     /// aggregate, which always fits: a subset of a valid aggregate is smaller.
     pub fn drop_expired(
-        self,
+        mut self,
         now: Instant,
         aggregation_max_size: usize,
     ) -> (Option<Entry>, Expired) {
-        if self.members.iter().all(|m| m.expires > now) {
+        if self.earliest_expiry > now {
             return (Some(self), Expired::default());
         }
         let records = self.user_records();
@@ -184,6 +252,7 @@ impl Entry {
             aggregated,
             predicted,
             members,
+            oldest,
             attempts,
             last_event,
             backoff,
@@ -208,6 +277,11 @@ impl Entry {
             return (None, dead);
         }
         let (members, records): (Vec<Member>, Vec<UserRecord>) = alive.into_iter().unzip();
+        let earliest_expiry = members
+            .iter()
+            .map(|m| m.expires)
+            .min()
+            .expect("some are alive");
         let (record, aggregated) = if aggregated {
             let mut aggregator =
                 Aggregator::new(aggregation_max_size, u64::MAX).expect("valid limits");
@@ -222,10 +296,12 @@ impl Entry {
             (plain_kinesis_record(&records[0]), false)
         };
         let entry = Entry {
-            record,
+            payload: Payload::Sealed(record),
             aggregated,
             predicted,
             members,
+            oldest,
+            earliest_expiry,
             send_by,
             not_before,
             attempts,
@@ -262,7 +338,7 @@ impl Ledger {
     }
 
     /// Delivers `result` to the member's `put` handle and accounts for it.
-    pub fn resolve(&mut self, member: Member, result: Result<PutOutcome, PutError>) {
+    pub fn resolve(&mut self, member: Member, result: Resolution) {
         // The caller may have dropped its handle; the outcome stands all the same.
         let _ = member.reply.send(result);
         self.released_records += 1;
@@ -311,3 +387,14 @@ fn plain_user_record(record: &KinesisRecord) -> UserRecord {
 
 /// Shared, cheaply cloned stream name for labels and requests.
 pub(crate) type StreamName = Arc<str>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_resolution_stays_small() {
+        // One waits in a channel per outstanding record (the memory bound's per-record cost).
+        assert_eq!(std::mem::size_of::<Option<Resolution>>(), 16);
+    }
+}

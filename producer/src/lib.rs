@@ -14,6 +14,9 @@
 //!                                   PutHandle ◄── outcome: shard, sequence number, sub-sequence, attempts
 //! ```
 //!
+//! - The pipeline task only appends records to aggregates; each request's own task seals them
+//!   (MD5, final copy) and builds the `PutRecords` call, so that work spreads over the runtime.
+//!   One outcome is shared by the user records of a Kinesis record; each handle reads its own.
 //! - Records are routed by MD5 of the partition key (or the explicit hash key) through the
 //!   stream's shard map and aggregated per predicted shard; each aggregate carries its first
 //!   record's hash key as explicit hash key, so it lands where predicted. A record that lands on

@@ -18,7 +18,9 @@ use tokio::time::Instant;
 use tracing::Instrument;
 
 use crate::config::ProducerConfig;
-use crate::entry::{Entry, Expired, Ledger, Member, Reply, StreamName, plain_kinesis_record};
+use crate::entry::{
+    Entry, Expired, Ledger, Member, Payload, Reply, Resolution, StreamName, plain_kinesis_record,
+};
 use crate::limiter::ShardLimiter;
 use crate::metrics as m;
 use crate::outcome::{AttemptError, ErrorClass, PutError, classify};
@@ -51,10 +53,18 @@ pub(crate) struct Permits {
 
 type PutRecordsResult = Result<PutRecordsOutput, SdkError<PutRecordsError>>;
 
+/// A request's answer, with the entries it carried: they travel with the request task, which
+/// seals their aggregates.
+type Response = (u64, Vec<Entry>, PutRecordsResult);
+
 /// Aggregates of one predicted shard, and the members they hold.
 struct ShardBuffer {
-    aggregator: Aggregator,
+    aggregator: Box<Aggregator>,
     members: Vec<Member>,
+    /// When the pipeline took the aggregate's first record.
+    first_arrived: Option<Instant>,
+    /// The length of the aggregate's first partition key, which becomes the aggregate's.
+    partition_key_len: usize,
 }
 
 /// Entries waiting to be sent to one shard.
@@ -66,11 +76,6 @@ struct ShardQueue {
     /// Until when the limiter said no.
     limited_until: Option<Instant>,
     in_flight: usize,
-}
-
-struct InFlight {
-    entries: Vec<Entry>,
-    started: Instant,
 }
 
 type ShardKey = Option<ShardId>;
@@ -93,10 +98,11 @@ pub(crate) struct Pipeline {
     queues: HashMap<ShardKey, ShardQueue, RandomState>,
     queued_records: usize,
     queued_bytes: usize,
-    in_flight: HashMap<u64, InFlight>,
+    /// Requests in flight, with when each was sent.
+    in_flight: HashMap<u64, Instant>,
     next_request: u64,
-    responses_tx: mpsc::UnboundedSender<(u64, PutRecordsResult)>,
-    responses_rx: mpsc::UnboundedReceiver<(u64, PutRecordsResult)>,
+    responses_tx: mpsc::UnboundedSender<Response>,
+    responses_rx: mpsc::UnboundedReceiver<Response>,
     ledger: Ledger,
     epoch: u64,
     flush_waiters: Vec<(u64, oneshot::Sender<()>)>,
@@ -169,12 +175,12 @@ impl Pipeline {
                         self.handle(command, now);
                     }
                 }
-                Some((id, result)) = self.responses_rx.recv() => self.handle_response(id, result),
+                Some((id, entries, result)) = self.responses_rx.recv() => self.handle_response(id, entries, result),
                 Some(map) = self.map_rx.recv() => self.handle_map(map),
                 () = sleep_until(wake) => {}
             }
-            while let Ok((id, result)) = self.responses_rx.try_recv() {
-                self.handle_response(id, result);
+            while let Ok((id, entries, result)) = self.responses_rx.try_recv() {
+                self.handle_response(id, entries, result);
             }
             let now = Instant::now();
             self.flush_due_buffers(now);
@@ -233,7 +239,6 @@ impl Pipeline {
         self.ledger.admit(self.epoch, 1);
         let member = Member {
             reply,
-            arrived: now,
             expires: arrived + self.config.record_ttl,
             size,
             epoch: self.epoch,
@@ -246,10 +251,11 @@ impl Pipeline {
         else {
             let shard = self.map.as_ref().map(|map| map.shard_for(hash_key).clone());
             let entry = Entry::new(
-                plain_kinesis_record(&record),
+                Payload::Sealed(plain_kinesis_record(&record)),
                 false,
                 shard.clone(),
                 vec![member],
+                now,
                 self.config.record_max_buffered_time,
             );
             self.enqueue(shard, entry, false);
@@ -258,32 +264,34 @@ impl Pipeline {
         let shard = map.shard_for(hash_key);
         let config = &self.config;
         if !self.buffers.contains_key(shard) {
-            let aggregator =
-                Aggregator::new(config.aggregation_max_size, config.aggregation_max_count)
-                    .expect("validated configuration");
             self.buffers.insert(
                 shard.clone(),
                 ShardBuffer {
-                    aggregator,
+                    aggregator: new_aggregator(config),
                     members: Vec::new(),
+                    first_arrived: None,
+                    partition_key_len: 0,
                 },
             );
         }
         let buffer = self.buffers.get_mut(shard).expect("inserted above");
+        let mut full = None;
         if buffer.aggregator.try_add(&record).is_err() {
-            let shard = shard.clone();
-            let full = finish_buffer(buffer, Some(shard.clone()), config.record_max_buffered_time);
+            full = finish_buffer(buffer, Some(shard.clone()), config);
             buffer
                 .aggregator
                 .try_add(&record)
                 .expect("an empty aggregator takes any valid record");
-            buffer.members.push(member);
-            if let Some(entry) = full {
-                self.enqueue(Some(shard), entry, false);
-            }
-            return;
+        }
+        if buffer.members.is_empty() {
+            buffer.first_arrived = Some(now);
+            buffer.partition_key_len = record.partition_key().len();
         }
         buffer.members.push(member);
+        if let Some(entry) = full {
+            let shard = entry.predicted.clone();
+            self.enqueue(shard, entry, false);
+        }
     }
 
     fn enqueue(&mut self, shard: ShardKey, entry: Entry, retry: bool) {
@@ -318,9 +326,8 @@ impl Pipeline {
             .buffers
             .iter()
             .filter(|(_, b)| {
-                b.members
-                    .first()
-                    .is_some_and(|m| flushing || m.arrived + max_buffered <= now)
+                b.first_arrived
+                    .is_some_and(|arrived| flushing || arrived + max_buffered <= now)
             })
             .map(|(k, _)| k.clone())
             .collect();
@@ -330,9 +337,8 @@ impl Pipeline {
     }
 
     fn finish_buffer_of(&mut self, shard: ShardId) {
-        let max_buffered = self.config.record_max_buffered_time;
         let buffer = self.buffers.get_mut(&shard).expect("a buffered shard");
-        if let Some(entry) = finish_buffer(buffer, Some(shard.clone()), max_buffered) {
+        if let Some(entry) = finish_buffer(buffer, Some(shard.clone()), &self.config) {
             self.enqueue(Some(shard), entry, false);
         }
     }
@@ -354,8 +360,8 @@ impl Pipeline {
         };
         let max_buffered = self.config.record_max_buffered_time;
         for buffer in self.buffers.values() {
-            if let Some(first) = buffer.members.first() {
-                wake = wake.min(first.arrived + max_buffered);
+            if let Some(first) = buffer.first_arrived {
+                wake = wake.min(first + max_buffered);
             }
         }
         if self.in_flight.len() < self.config.max_connections {
@@ -481,10 +487,10 @@ impl Pipeline {
         metrics::counter!(m::USER_RECORD_EXPIRED, "stream" => self.stream.to_string()).increment(1);
         self.ledger.resolve(
             member,
-            Err(PutError::Expired {
+            Resolution::Failed(Box::new(PutError::Expired {
                 record: Box::new(record),
                 attempts,
-            }),
+            })),
         );
     }
 
@@ -492,43 +498,42 @@ impl Pipeline {
         let id = self.next_request;
         self.next_request += 1;
         let wall = SystemTime::now();
-        let mut records = Vec::with_capacity(entries.len());
         let mut user_records = 0;
         for entry in &mut entries {
             if entry.attempts.is_empty() {
-                let oldest = entry
-                    .members
-                    .iter()
-                    .map(|m| m.arrived)
-                    .min()
-                    .expect("members");
                 metrics::histogram!(m::BUFFERING_TIME, "stream" => self.stream.to_string())
-                    .record(now.saturating_duration_since(oldest).as_secs_f64() * 1000.0);
+                    .record(now.saturating_duration_since(entry.oldest).as_secs_f64() * 1000.0);
             }
             entry.start_attempt(now, wall);
             user_records += entry.members.len();
             if let Some(queue) = self.queues.get_mut(&entry.predicted) {
                 queue.in_flight += 1;
             }
-            records.push(
-                PutRecordsRequestEntry::builder()
-                    .partition_key(entry.record.partition_key.as_str())
-                    .set_explicit_hash_key(entry.record.explicit_hash_key.clone())
-                    .data(Blob::new(entry.record.data.to_vec()))
-                    .build()
-                    .expect("partition key and data are set"),
-            );
         }
         metrics::histogram!(m::KINESIS_RECORDS_PER_PUT_RECORDS_REQUEST, "stream" => self.stream.to_string())
             .record(entries.len() as f64);
         metrics::histogram!(m::USER_RECORDS_PER_PUT_RECORDS_REQUEST, "stream" => self.stream.to_string())
             .record(user_records as f64);
-        let span = tracing::debug_span!("put_records", stream = %self.stream, request = id, kinesis_records = records.len(), user_records);
+        let span = tracing::debug_span!("put_records", stream = %self.stream, request = id, kinesis_records = entries.len(), user_records);
         let client = self.put_client.clone();
         let stream = self.stream.clone();
         let responses = self.responses_tx.clone();
+        // The entries go with the request and come back with its answer: sealing their aggregates
+        // and building the request (copies, MD5) happen here, off the pipeline task.
         tokio::spawn(
             async move {
+                let records = entries
+                    .iter_mut()
+                    .map(|entry| {
+                        let record = entry.seal();
+                        PutRecordsRequestEntry::builder()
+                            .partition_key(record.partition_key.as_str())
+                            .set_explicit_hash_key(record.explicit_hash_key.clone())
+                            .data(Blob::new(record.data.to_vec()))
+                            .build()
+                            .expect("partition key and data are set")
+                    })
+                    .collect();
                 let result = client
                     .put_records()
                     .stream_name(&*stream)
@@ -538,21 +543,15 @@ impl Pipeline {
                 if let Err(error) = &result {
                     tracing::debug!(error = %aws_sdk_kinesis::error::DisplayErrorContext(error), "PutRecords failed");
                 }
-                let _ = responses.send((id, result));
+                let _ = responses.send((id, entries, result));
             }
             .instrument(span),
         );
-        self.in_flight.insert(
-            id,
-            InFlight {
-                entries,
-                started: now,
-            },
-        );
+        self.in_flight.insert(id, now);
     }
 
-    fn handle_response(&mut self, id: u64, result: PutRecordsResult) {
-        let Some(InFlight { entries, started }) = self.in_flight.remove(&id) else {
+    fn handle_response(&mut self, id: u64, entries: Vec<Entry>, result: PutRecordsResult) {
+        let Some(started) = self.in_flight.remove(&id) else {
             return;
         };
         let now = Instant::now();
@@ -640,7 +639,7 @@ impl Pipeline {
         }
     }
 
-    fn succeed(&mut self, entry: Entry, shard_id: ShardId, sequence: SequenceNumber) {
+    fn succeed(&mut self, mut entry: Entry, shard_id: ShardId, sequence: SequenceNumber) {
         if entry.predicted.as_ref().is_some_and(|p| p != &shard_id) {
             // After a split the record lands on a child shard: a success, but the map is stale.
             self.request_map_refresh();
@@ -651,7 +650,7 @@ impl Pipeline {
         ];
         metrics::counter!(m::KINESIS_RECORDS_PUT, &labels).increment(1);
         metrics::counter!(m::KINESIS_RECORDS_DATA_PUT, &labels)
-            .increment(entry.record.data.len() as u64);
+            .increment(entry.seal().data.len() as u64);
         metrics::counter!(m::USER_RECORDS_PUT, &labels).increment(entry.members.len() as u64);
         metrics::histogram!(m::USER_RECORDS_PER_KINESIS_RECORD, &labels)
             .record(entry.members.len() as f64);
@@ -659,7 +658,7 @@ impl Pipeline {
             .record((entry.attempts.len() - 1) as f64);
         let data: u64 = entry.members.iter().map(|m| u64::from(m.size)).sum();
         metrics::counter!(m::USER_RECORDS_DATA_PUT, &labels).increment(data);
-        entry.succeed(&shard_id, &sequence, &mut self.ledger);
+        entry.succeed(shard_id, sequence, &mut self.ledger);
     }
 
     /// Decides what a failed attempt means for an entry: retry it later (returned), or resolve its
@@ -698,13 +697,14 @@ impl Pipeline {
                     },
                     _ => PutError::Throttled { record, attempts },
                 };
-                self.ledger.resolve(member, Err(error));
+                self.ledger
+                    .resolve(member, Resolution::Failed(Box::new(error)));
             }
             return None;
         }
         let delay = entry.next_backoff(self.config.min_backoff, self.config.max_backoff);
         // Never wait past the first expiry: the record must fail with Expired on time.
-        entry.not_before = (now + delay).min(entry.earliest_expiry());
+        entry.not_before = (now + delay).min(entry.earliest_expiry);
         let (alive, dead) = entry.drop_expired(now, self.config.aggregation_max_size);
         for (member, record) in dead.members {
             self.expire(member, record, dead.attempts.clone());
@@ -787,16 +787,38 @@ impl Pipeline {
     }
 }
 
-/// Finishes a shard's aggregate into an entry; `None` when the buffer is empty.
+fn new_aggregator(config: &ProducerConfig) -> Box<Aggregator> {
+    Box::new(
+        Aggregator::new(config.aggregation_max_size, config.aggregation_max_count)
+            .expect("validated configuration"),
+    )
+}
+
+/// Takes a shard's aggregate, unsealed, into an entry (sealed later, on the request task); `None`
+/// when the buffer is empty.
 fn finish_buffer(
     buffer: &mut ShardBuffer,
     shard: ShardKey,
-    max_buffered: Duration,
+    config: &ProducerConfig,
 ) -> Option<Entry> {
-    let record = buffer.aggregator.finish()?;
-    let members = std::mem::take(&mut buffer.members);
+    let oldest = buffer.first_arrived.take()?;
+    // The next aggregate will likely hold as many records: size its list once.
+    let capacity = buffer.members.len();
+    let members = std::mem::replace(&mut buffer.members, Vec::with_capacity(capacity));
+    let aggregator = std::mem::replace(&mut buffer.aggregator, new_aggregator(config));
     let aggregated = members.len() > 1;
-    Some(Entry::new(record, aggregated, shard, members, max_buffered))
+    let payload = Payload::Open {
+        aggregator,
+        partition_key_len: buffer.partition_key_len,
+    };
+    Some(Entry::new(
+        payload,
+        aggregated,
+        shard,
+        members,
+        oldest,
+        config.record_max_buffered_time,
+    ))
 }
 
 /// The code and message of a whole-request failure.

@@ -15,6 +15,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::config::{ConfigError, ProducerConfig};
+use crate::entry::Resolution;
 use crate::outcome::{PutError, PutOutcome};
 use crate::pipeline::{Command, Incoming, Permits, Pipeline};
 use crate::shards::load_shard_map;
@@ -335,18 +336,17 @@ fn record_size(record: &UserRecord) -> u32 {
 
 /// Resolves to a record's outcome. Dropping it does not cancel the put.
 #[derive(Debug)]
-pub struct PutHandle(oneshot::Receiver<Result<PutOutcome, PutError>>);
+pub struct PutHandle(oneshot::Receiver<Resolution>);
 
 impl Future for PutHandle {
     type Output = Result<PutOutcome, PutError>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        Pin::new(&mut self.0).poll(cx).map(|result| {
-            result.unwrap_or_else(|_| {
-                Err(PutError::Aborted {
-                    reason: "the producer's pipeline stopped (its Tokio runtime shut down?)".into(),
-                })
-            })
+        Pin::new(&mut self.0).poll(cx).map(|result| match result {
+            Ok(resolution) => resolution.into_result(),
+            Err(_) => Err(PutError::Aborted {
+                reason: "the producer's pipeline stopped (its Tokio runtime shut down?)".into(),
+            }),
         })
     }
 }
