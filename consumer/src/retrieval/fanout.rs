@@ -302,6 +302,27 @@ impl FanOutFetcher {
     }
 }
 
+/// Where a (re)subscription starts: `start` (the checkpoint, then the last record delivered), or,
+/// for a `LATEST` subscription that has delivered nothing yet, just after the last event's
+/// continuation sequence number, so records put between two subscriptions are not skipped.
+fn subscribe_position(start: &StartingPosition, continuation: Option<&str>) -> SubscribePosition {
+    let builder = match (start, continuation) {
+        (StartingPosition::Latest, Some(continuation)) => SubscribePosition::builder()
+            .r#type(ShardIteratorType::AfterSequenceNumber)
+            .sequence_number(continuation),
+        (start, _) => {
+            // At the checkpointed record, as polling does: `user_records` drops what the
+            // checkpoint covers, so the rest of an aggregate is never lost.
+            let (kind, sequence, timestamp) = start.iterator();
+            SubscribePosition::builder()
+                .r#type(kind)
+                .set_sequence_number(sequence.map(|s| s.to_string()))
+                .set_timestamp(timestamp.map(DateTime::from))
+        }
+    };
+    builder.build().expect("the type is set")
+}
+
 /// How one subscription ended.
 enum Ended {
     /// The server ended it (as AWS does after 5 minutes): subscribe again.
@@ -361,31 +382,16 @@ impl Subscriber {
         backoff(self.config.min_backoff, self.config.max_backoff)
     }
 
-    fn position(&self) -> SubscribePosition {
-        let builder = match (&self.start, &self.continuation) {
-            (StartingPosition::Latest, Some(continuation)) => SubscribePosition::builder()
-                .r#type(ShardIteratorType::AfterSequenceNumber)
-                .sequence_number(continuation),
-            (start, _) => {
-                // At the checkpointed record, as polling does: `user_records` drops what the
-                // checkpoint covers, so the rest of an aggregate is never lost.
-                let (kind, sequence, timestamp) = start.iterator();
-                SubscribePosition::builder()
-                    .r#type(kind)
-                    .set_sequence_number(sequence.map(|s| s.to_string()))
-                    .set_timestamp(timestamp.map(DateTime::from))
-            }
-        };
-        builder.build().expect("the type is set")
-    }
-
     async fn subscribe(&mut self) -> Ended {
         let subscribed = self
             .client
             .subscribe_to_shard()
             .consumer_arn(&*self.consumer_arn)
             .shard_id(self.shard.as_str())
-            .starting_position(self.position())
+            .starting_position(subscribe_position(
+                &self.start,
+                self.continuation.as_deref(),
+            ))
             .send()
             .await;
         let mut events = match subscribed {
@@ -510,5 +516,47 @@ impl Subscriber {
                 return;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, SystemTime};
+
+    use kinesis_aggregation::SequenceNumber;
+
+    use super::*;
+    use crate::record::Position;
+
+    #[test]
+    fn a_checkpoint_resubscribes_at_its_record() {
+        let start = StartingPosition::After(Position {
+            sequence_number: SequenceNumber::new("4968").unwrap(),
+            sub_sequence_number: 3,
+        });
+        // The continuation is not used once records were delivered: the position is exact.
+        let position = subscribe_position(&start, Some("5000"));
+        assert_eq!(position.r#type(), &ShardIteratorType::AtSequenceNumber);
+        assert_eq!(position.sequence_number(), Some("4968"));
+    }
+
+    #[test]
+    fn latest_resumes_after_the_continuation_once_known() {
+        let first = subscribe_position(&StartingPosition::Latest, None);
+        assert_eq!(first.r#type(), &ShardIteratorType::Latest);
+        assert_eq!(first.sequence_number(), None);
+        let again = subscribe_position(&StartingPosition::Latest, Some("5000"));
+        assert_eq!(again.r#type(), &ShardIteratorType::AfterSequenceNumber);
+        assert_eq!(again.sequence_number(), Some("5000"));
+    }
+
+    #[test]
+    fn trim_horizon_and_timestamps_keep_their_start() {
+        let horizon = subscribe_position(&StartingPosition::TrimHorizon, Some("5000"));
+        assert_eq!(horizon.r#type(), &ShardIteratorType::TrimHorizon);
+        let at = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let timestamp = subscribe_position(&StartingPosition::AtTimestamp(at), Some("5000"));
+        assert_eq!(timestamp.r#type(), &ShardIteratorType::AtTimestamp);
+        assert_eq!(timestamp.timestamp(), Some(&DateTime::from(at)));
     }
 }
