@@ -13,7 +13,7 @@ use kinesis_consumer::retrieval::{
 };
 use kinesis_consumer::{Position, Record};
 use kinesis_producer::Producer;
-use kinesis_test_support::cutter::ConnectionCutter;
+use kinesis_test_support::cutter::{ConnectionCutter, Ending};
 use kinesis_test_support::{
     KinesisServer, create_stream, kinesis_client, sdk_config, unique_name, wait_for_stream,
 };
@@ -173,6 +173,42 @@ async fn every_record_once_in_order_across_cut_connections() {
         cutter.cuts() >= 2,
         "the test cut live subscriptions ({} cuts)",
         cutter.cuts()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_record_once_in_order_across_subscriptions_the_server_ends() {
+    let (client, stream, consumer_arn) = stream_with_consumer().await;
+    put_range(&client, &stream, 0..300).await;
+    // Each subscription is ended cleanly after about 2 s, as AWS ends one after 5 minutes: the
+    // reader subscribes again just after the last record it delivered.
+    let ender = ConnectionCutter::start_with(
+        &KinesisServer::KinesisMock.endpoint(),
+        Duration::from_millis(2_000),
+        Ending::EndEventStreams,
+    )
+    .await;
+    let ended_client = aws_sdk_kinesis::Client::new(&sdk_config(ender.endpoint()).await);
+    let mut fetcher = FanOutFetcher::start(
+        ended_client,
+        Arc::from(stream.as_str()),
+        consumer_arn,
+        first_shard(),
+        StartingPosition::TrimHorizon,
+        quick(),
+    );
+    let (mut records, _) = read(&mut fetcher, 300).await;
+    for round in 0..4 {
+        put_range(&client, &stream, 300 + round * 50..350 + round * 50).await;
+        let (more, _) = read(&mut fetcher, 50).await;
+        records.extend(more);
+        tokio::time::sleep(Duration::from_millis(1_500)).await;
+    }
+    assert_eq!(values(&records), (0..500).collect::<Vec<_>>());
+    assert!(
+        ender.cuts() >= 2,
+        "the test ended live subscriptions ({} ended)",
+        ender.cuts()
     );
 }
 
