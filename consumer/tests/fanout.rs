@@ -4,15 +4,16 @@
 //! sub-record, a slow reader holds the subscription back, and a closed shard ends with its
 //! children although the server never signals the end over fan-out.
 
+mod common;
+
 use std::sync::Arc;
 use std::time::Duration;
 
-use kinesis_aggregation::ShardId;
+use common::{first_shard, values};
 use kinesis_consumer::retrieval::{
-    Batch, FanOutConfig, FanOutFetcher, PollingConfig, StartingPosition, register_stream_consumer,
+    Batch, FanOutConfig, FanOutFetcher, StartingPosition, register_stream_consumer,
 };
 use kinesis_consumer::{Position, Record};
-use kinesis_producer::Producer;
 use kinesis_test_support::cutter::{ConnectionCutter, Ending};
 use kinesis_test_support::{
     KinesisServer, create_stream, kinesis_client, sdk_config, unique_name, wait_for_stream,
@@ -20,38 +21,13 @@ use kinesis_test_support::{
 
 fn quick() -> FanOutConfig {
     FanOutConfig {
-        shard_end_check_interval: Duration::from_millis(500),
-        min_backoff: Duration::from_millis(20),
-        max_backoff: Duration::from_millis(500),
         event_timeout: Duration::from_secs(5),
-        drain: PollingConfig {
-            idle_time_between_reads: Duration::from_millis(20),
-            ..PollingConfig::default()
-        },
-        ..FanOutConfig::default()
+        ..common::quick_fan_out()
     }
 }
 
 async fn put_range(client: &aws_sdk_kinesis::Client, stream: &str, values: std::ops::Range<usize>) {
-    let producer = Producer::builder(client.clone(), stream)
-        .aggregation_max_size(2_000)
-        .record_max_buffered_time(Duration::from_millis(20))
-        .build()
-        .await
-        .unwrap();
-    let mut handles = Vec::new();
-    for i in values {
-        handles.push(
-            producer
-                .put_data(format!("key-{}", i % 17), i.to_string())
-                .await
-                .unwrap(),
-        );
-    }
-    for handle in handles {
-        handle.await.unwrap();
-    }
-    producer.shutdown().await.unwrap();
+    common::put_values(client, stream, values, true).await;
 }
 
 /// A one-shard kinesis-mock stream with a registered consumer; returns the client, the stream
@@ -81,17 +57,6 @@ async fn read(fetcher: &mut FanOutFetcher, count: usize) -> (Vec<Record>, Option
         }
     }
     (records, None)
-}
-
-fn values(records: &[Record]) -> Vec<usize> {
-    records
-        .iter()
-        .map(|r| std::str::from_utf8(&r.data).unwrap().parse().unwrap())
-        .collect()
-}
-
-fn first_shard() -> ShardId {
-    ShardId::from("shardId-000000000000")
 }
 
 #[tokio::test]

@@ -1,10 +1,12 @@
 //! Polling retrieval against real local servers: every record once and in order, through expired
 //! iterators and throttling, resuming inside an aggregate, and the shard end after a split.
 
+mod common;
+
 use std::sync::Arc;
 use std::time::Duration;
 
-use kinesis_aggregation::ShardId;
+use common::{first_shard, values};
 use kinesis_consumer::retrieval::{Batch, PollingConfig, ShardFetcher, StartingPosition};
 use kinesis_consumer::{Position, Record};
 use kinesis_producer::Producer;
@@ -73,17 +75,6 @@ async fn read_all(fetcher: &mut ShardFetcher) -> Vec<Record> {
         }
     }
     records
-}
-
-fn values(records: &[Record]) -> Vec<usize> {
-    records
-        .iter()
-        .map(|r| std::str::from_utf8(&r.data).unwrap().parse().unwrap())
-        .collect()
-}
-
-fn first_shard() -> ShardId {
-    ShardId::from("shardId-000000000000")
 }
 
 #[tokio::test]

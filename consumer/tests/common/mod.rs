@@ -216,6 +216,19 @@ pub async fn put_values(
     producer.shutdown().await.unwrap();
 }
 
+/// The data of each record, parsed as the number it was put as.
+pub fn values(records: &[kinesis_consumer::Record]) -> Vec<usize> {
+    records
+        .iter()
+        .map(|r| std::str::from_utf8(&r.data).unwrap().parse().unwrap())
+        .collect()
+}
+
+/// A new stream's first shard.
+pub fn first_shard() -> ShardId {
+    ShardId::from("shardId-000000000000")
+}
+
 /// Waits until `done` holds, checking every 50 ms, for at most `limit`.
 pub async fn wait_until(limit: Duration, what: &str, mut done: impl FnMut() -> bool) {
     let deadline = std::time::Instant::now() + limit;
