@@ -212,6 +212,22 @@ fn write_properties(dir: &Path, body: &str) -> PathBuf {
     path
 }
 
+/// The properties of a recorder child polling `stream` for `app` on the local servers, from
+/// TRIM_HORIZON, with `extra` lines.
+fn recorder_properties(dir: &Path, stream: &str, app: &str, extra: &str) -> PathBuf {
+    write_properties(
+        dir,
+        &format!(
+            "executableName = {}\nstreamName = {stream}\napplicationName = {app}\n\
+             initialPositionInStream = TRIM_HORIZON\nretrievalMode = POLLING\nkinesisEndpoint = {}\n\
+             dynamoDBEndpoint = {}\nidleTimeBetweenReadsInMillis = 200\n{extra}",
+            recorder_command(dir),
+            KINESIS.endpoint(),
+            DYNAMODB.endpoint()
+        ),
+    )
+}
+
 /// The recorder's log: one JSON object per event.
 fn events(path: &Path) -> Vec<Value> {
     std::fs::read_to_string(path)
@@ -423,18 +439,7 @@ async fn a_stolen_lease_answers_shutdown_exception_then_lease_lost() {
     let dir = scratch_dir(&stream);
     let log = dir.join("recorder.jsonl");
     let go = dir.join("go");
-    let properties = write_properties(
-        &dir,
-        &format!(
-            "executableName = {}\nstreamName = {stream}\napplicationName = {app}\n\
-             initialPositionInStream = TRIM_HORIZON\nretrievalMode = POLLING\nkinesisEndpoint = {}\n\
-             dynamoDBEndpoint = {}\nfailoverTimeMillis = 3000\n\
-             idleTimeBetweenReadsInMillis = 200\n",
-            recorder_command(&dir),
-            KINESIS.endpoint(),
-            DYNAMODB.endpoint()
-        ),
-    );
+    let properties = recorder_properties(&dir, &stream, &app, "failoverTimeMillis = 3000\n");
     let mut daemon = Daemon::start(
         &properties,
         &[
@@ -539,17 +544,7 @@ async fn a_crashed_child_is_restarted_at_the_checkpoint() {
 
     let dir = scratch_dir(&stream);
     let log = dir.join("recorder.jsonl");
-    let properties = write_properties(
-        &dir,
-        &format!(
-            "executableName = {}\nstreamName = {stream}\napplicationName = {app}\n\
-             initialPositionInStream = TRIM_HORIZON\nretrievalMode = POLLING\nkinesisEndpoint = {}\n\
-             dynamoDBEndpoint = {}\nidleTimeBetweenReadsInMillis = 200\n",
-            recorder_command(&dir),
-            KINESIS.endpoint(),
-            DYNAMODB.endpoint()
-        ),
-    );
+    let properties = recorder_properties(&dir, &stream, &app, "");
     let mut daemon = Daemon::start(
         &properties,
         &[
@@ -684,17 +679,11 @@ async fn shard_ended_is_checkpointed_and_the_children_follow() {
 
     let dir = scratch_dir(&stream);
     let log = dir.join("recorder.jsonl");
-    let properties = write_properties(
+    let properties = recorder_properties(
         &dir,
-        &format!(
-            "executableName = {}\nstreamName = {stream}\napplicationName = {app}\n\
-             initialPositionInStream = TRIM_HORIZON\nretrievalMode = POLLING\nkinesisEndpoint = {}\n\
-             dynamoDBEndpoint = {}\nidleTimeBetweenReadsInMillis = 200\n\
-             parentShardPollIntervalMillis = 500\nshardSyncIntervalMillis = 1000\n",
-            recorder_command(&dir),
-            KINESIS.endpoint(),
-            DYNAMODB.endpoint()
-        ),
+        &stream,
+        &app,
+        "parentShardPollIntervalMillis = 500\nshardSyncIntervalMillis = 1000\n",
     );
     let mut daemon = Daemon::start(&properties, &[("RECORDER_LOG", log.display().to_string())]);
     let third = before[2].sequence_number.clone();
