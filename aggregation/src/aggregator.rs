@@ -243,44 +243,60 @@ impl Aggregator {
     /// key is the first record's, with the first record's hash key as explicit hash key (as the KPL
     /// does), so the aggregate lands on the first record's shard.
     pub fn finish(&mut self) -> Option<KinesisRecord> {
+        self.finish_unsealed().map(UnsealedRecord::seal)
+    }
+
+    /// [`Aggregator::finish`] but for the MD5 trailer: the aggregate is copied into one buffer of
+    /// its exact final size, and the digest, the costlier half, is left to
+    /// [`UnsealedRecord::seal`], which another thread can run. The aggregator keeps its buffers'
+    /// capacity for the next aggregate.
+    ///
+    /// ```
+    /// use kinesis_aggregation::{Aggregator, UserRecord};
+    ///
+    /// let mut aggregator = Aggregator::default();
+    /// aggregator.try_add(&UserRecord::new("a", &b"one"[..])?)?;
+    /// aggregator.try_add(&UserRecord::new("b", &b"two"[..])?)?;
+    /// let size = aggregator.encoded_size();
+    /// let unsealed = aggregator.finish_unsealed().expect("two records");
+    /// assert_eq!(unsealed.billed_size(), 1 + size);
+    /// assert_eq!(unsealed.seal().data.len(), size);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn finish_unsealed(&mut self) -> Option<UnsealedRecord> {
         let first = self.first.take()?;
         let partition_key = self.partition_keys.key(0).to_owned();
         let first_explicit_hash_key = first
             .has_explicit_hash_key
             .then(|| self.explicit_hash_keys.key(0).to_owned());
         let record = if self.count == 1 {
-            KinesisRecord {
+            UnsealedRecord {
                 partition_key,
                 explicit_hash_key: first_explicit_hash_key,
-                data: Bytes::copy_from_slice(&self.records[first.data]),
+                data: self.records[first.data].to_vec(),
+                aggregated: false,
             }
         } else {
             let explicit_hash_key = first_explicit_hash_key
                 .unwrap_or_else(|| HashKey::of_partition_key(&partition_key).to_string());
-            KinesisRecord {
+            UnsealedRecord {
                 partition_key,
                 explicit_hash_key: Some(explicit_hash_key),
-                data: Bytes::from(self.encode()),
+                data: self.encode_body(),
+                aggregated: true,
             }
         };
         self.clear();
         Some(record)
     }
 
-    fn encode(&self) -> Vec<u8> {
-        let parts = [
-            &self.partition_keys.encoded[..],
-            &self.explicit_hash_keys.encoded[..],
-            &self.records[..],
-        ];
+    /// The magic and the body, in a buffer with room for the digest.
+    fn encode_body(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(self.aggregated_size());
         out.extend_from_slice(&MAGIC);
-        let mut md5 = Md5::new();
-        for part in parts {
-            md5.update(part);
-            out.extend_from_slice(part);
-        }
-        out.extend_from_slice(&md5.finalize());
+        out.extend_from_slice(&self.partition_keys.encoded);
+        out.extend_from_slice(&self.explicit_hash_keys.encoded);
+        out.extend_from_slice(&self.records);
         out
     }
 
@@ -291,6 +307,50 @@ impl Aggregator {
         self.records.clear();
         self.count = 0;
         self.first = None;
+    }
+}
+
+/// A Kinesis record from [`Aggregator::finish_unsealed`]: encoded but for the aggregate's MD5
+/// trailer, which [`UnsealedRecord::seal`] appends without moving the data.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnsealedRecord {
+    partition_key: String,
+    explicit_hash_key: Option<String>,
+    /// A plain record's data, or the magic and the body of an aggregate.
+    data: Vec<u8>,
+    aggregated: bool,
+}
+
+impl UnsealedRecord {
+    /// The bytes the sealed record counts against the `PutRecords` request limit and a shard's
+    /// write limit: partition key plus data, digest included.
+    pub fn billed_size(&self) -> usize {
+        let digest = if self.aggregated { DIGEST_SIZE } else { 0 };
+        self.partition_key.len() + self.data.len() + digest
+    }
+
+    /// The partition key the Kinesis record will carry.
+    pub fn partition_key(&self) -> &str {
+        &self.partition_key
+    }
+
+    /// Appends the MD5 of an aggregate's body (a plain record has none): the Kinesis record.
+    pub fn seal(self) -> KinesisRecord {
+        let UnsealedRecord {
+            partition_key,
+            explicit_hash_key,
+            mut data,
+            aggregated,
+        } = self;
+        if aggregated {
+            let digest = Md5::digest(&data[MAGIC.len()..]);
+            data.extend_from_slice(&digest);
+        }
+        KinesisRecord {
+            partition_key,
+            explicit_hash_key,
+            data: Bytes::from(data),
+        }
     }
 }
 
@@ -524,6 +584,32 @@ mod tests {
             Err(Full::Size { .. })
         ));
         assert_eq!(aggregator.finish().unwrap().data.len(), 500);
+    }
+
+    #[test]
+    fn an_unsealed_record_seals_to_what_finish_emits() {
+        let batches = [
+            vec![record("a", b"one")],
+            vec![
+                record("a", b"one"),
+                record("b", &[9; 300]),
+                record("c", b"x").with_explicit_hash_key("12345").unwrap(),
+            ],
+        ];
+        for records in batches {
+            let mut aggregator = Aggregator::default();
+            for r in &records {
+                aggregator.try_add(r).unwrap();
+            }
+            let mut twin = aggregator.clone();
+            let unsealed = aggregator.finish_unsealed().unwrap();
+            assert!(aggregator.is_empty());
+            let expected = twin.finish().unwrap();
+            assert_eq!(unsealed.partition_key(), expected.partition_key);
+            assert_eq!(unsealed.billed_size(), expected.billed_size());
+            assert_eq!(unsealed.seal(), expected);
+        }
+        assert_eq!(Aggregator::default().finish_unsealed(), None);
     }
 
     #[test]

@@ -46,7 +46,7 @@ mod wire;
 
 pub use aggregator::{
     AGGREGATE_OVERHEAD, Aggregator, DEFAULT_MAX_AGGREGATE_COUNT, DEFAULT_MAX_AGGREGATE_SIZE, Full,
-    LimitError, MIN_MAX_AGGREGATE_SIZE,
+    LimitError, MIN_MAX_AGGREGATE_SIZE, UnsealedRecord,
 };
 pub use deaggregator::{
     AggregateView, Corruption, DeaggregatedRecord, DeaggregationStats, Deaggregator, Malformed,
