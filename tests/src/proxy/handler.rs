@@ -62,6 +62,10 @@ pub(crate) async fn handle(
         return plain(400, "could not read the request body");
     };
     shared.with_stats(|s| bump(&mut s.received_by_target, &target));
+    let _in_flight = (operation(&target) == "PutRecords")
+        .then(|| PutRecordsRequest::parse(&body))
+        .flatten()
+        .map(|request| InFlight::new(shared, request.billed_bytes()));
     let faults = shared.faults.borrow().clone();
     let ctx = RequestContext {
         target: &target,
@@ -132,6 +136,35 @@ pub(crate) async fn handle(
             merged_put_records(shared, Some(response), &plan, &ctx)
         }
         _ => response.map(Full::new),
+    }
+}
+
+/// Counts a PutRecords request's bytes in flight until it is answered (or its connection reset:
+/// the handler is dropped then).
+struct InFlight<'a> {
+    shared: &'a Shared,
+    bytes: u64,
+}
+
+impl<'a> InFlight<'a> {
+    fn new(shared: &'a Shared, bytes: u64) -> Self {
+        shared.with_stats(|s| {
+            s.put_records_bytes_in_flight += bytes;
+            s.peak_put_records_bytes_in_flight = s
+                .peak_put_records_bytes_in_flight
+                .max(s.put_records_bytes_in_flight);
+        });
+        InFlight { shared, bytes }
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        let bytes = self.bytes;
+        // Saturating: the stats may have been reset meanwhile.
+        self.shared.with_stats(|s| {
+            s.put_records_bytes_in_flight = s.put_records_bytes_in_flight.saturating_sub(bytes)
+        });
     }
 }
 

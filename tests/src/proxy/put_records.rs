@@ -50,6 +50,23 @@ impl PutRecordsRequest {
         self.records.len()
     }
 
+    /// The bytes Kinesis bills the request: each entry's partition key plus its decoded data.
+    pub(crate) fn billed_bytes(&self) -> u64 {
+        self.records
+            .iter()
+            .map(|record| {
+                let text = |field: &str| match record.get(field) {
+                    Some(Value::String(text)) => text.as_str(),
+                    _ => "",
+                };
+                let data = text("Data");
+                let padding = data.bytes().rev().take_while(|&b| b == b'=').count();
+                let decoded = (data.len() / 4 * 3).saturating_sub(padding);
+                (text("PartitionKey").len() + decoded) as u64
+            })
+            .sum()
+    }
+
     /// The stream name, from `StreamName` or the last part of `StreamARN`.
     pub(crate) fn stream_name(&self) -> Option<&str> {
         if let Some(Value::String(name)) = self.object.get("StreamName") {

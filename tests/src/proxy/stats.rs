@@ -42,6 +42,11 @@ pub struct Stats {
     pub faults_by_kind: BTreeMap<FaultKind, u64>,
     /// PutRecords entries failed by the proxy (never written), by error code.
     pub failed_entries_by_code: BTreeMap<String, u64>,
+    /// Billed bytes (partition keys plus decoded data) of the PutRecords requests received and
+    /// not yet answered.
+    pub put_records_bytes_in_flight: u64,
+    /// The most [`Stats::put_records_bytes_in_flight`] has been.
+    pub peak_put_records_bytes_in_flight: u64,
 }
 
 fn sum_matching(counts: &BTreeMap<String, u64>, name: &str) -> u64 {
