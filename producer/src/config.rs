@@ -68,6 +68,7 @@ pub struct ProducerConfig {
     pub(crate) rate_limit: u32,
     pub(crate) fail_if_throttled: bool,
     pub(crate) max_connections: usize,
+    pub(crate) max_in_flight_bytes: usize,
     pub(crate) request_timeout: Duration,
     pub(crate) connect_timeout: Duration,
     pub(crate) max_outstanding_records: usize,
@@ -91,6 +92,7 @@ impl Default for ProducerConfig {
             rate_limit: 150,
             fail_if_throttled: false,
             max_connections: 24,
+            max_in_flight_bytes: 16 * 1024 * 1024,
             request_timeout: Duration::from_millis(6_000),
             connect_timeout: Duration::from_millis(6_000),
             max_outstanding_records: 100_000,
@@ -178,6 +180,13 @@ impl ProducerConfig {
         fail_if_throttled / get_fail_if_throttled: bool;
         /// `MaxConnections` (default 24): most `PutRecords` requests in flight at once.
         max_connections / get_max_connections: usize;
+        /// `MaxInFlightBytes` (default 16 MiB; not a KPL option): most bytes (data plus keys) in
+        /// `PutRecords` requests in flight at once; a request still goes when none is in flight.
+        /// A byte in flight costs about 2.4 bytes of memory (the copy kept for retries and the
+        /// SDK's base64 JSON body) where a queued one costs 1, so this bounds the memory a slow
+        /// stream can pin beyond the buffered records. 16 MiB carries ~160 MiB/s at 100 ms per
+        /// request; raise it for links with more latency.
+        max_in_flight_bytes / get_max_in_flight_bytes: usize;
         /// `RequestTimeout` (default 6 s): the SDK's per-attempt timeout for `PutRecords`.
         request_timeout / get_request_timeout: Duration;
         /// `ConnectTimeout` (default 6 s): the SDK's connect timeout.
@@ -242,6 +251,7 @@ impl ProducerConfig {
             "RateLimit" => self.rate_limit = number(1, 10_000)? as u32,
             "FailIfThrottled" => self.fail_if_throttled = boolean()?,
             "MaxConnections" => self.max_connections = number(1, 256)? as usize,
+            "MaxInFlightBytes" => self.max_in_flight_bytes = number(1, u32::MAX as u64)? as usize,
             "RequestTimeout" => self.request_timeout = millis(100, 600_000)?,
             "ConnectTimeout" => self.connect_timeout = millis(100, 300_000)?,
             "MaxOutstandingRecords" => {
@@ -339,6 +349,9 @@ impl ProducerConfig {
         if self.max_connections == 0 {
             return invalid("MaxConnections", "0".into(), "at least 1");
         }
+        if self.max_in_flight_bytes == 0 {
+            return invalid("MaxInFlightBytes", "0".into(), "at least 1");
+        }
         if self.max_outstanding_records == 0 {
             return invalid("MaxOutstandingRecords", "0".into(), "at least 1");
         }
@@ -395,13 +408,15 @@ mod tests {
                  FailIfThrottled = TRUE\n\
                  Region = us-west-2\n\
                  MetricsLevel = none\n\
-                 OrderedPerShard = true\n",
+                 OrderedPerShard = true\n\
+                 MaxInFlightBytes = 33554432\n",
             )
             .unwrap();
         assert_eq!(config.aggregation_max_size, 1000);
         assert_eq!(config.record_max_buffered_time, Duration::from_millis(250));
         assert!(config.fail_if_throttled);
         assert!(config.ordered_per_shard);
+        assert_eq!(config.max_in_flight_bytes, 32 << 20);
     }
 
     #[test]
@@ -421,6 +436,7 @@ mod tests {
             ("RecordTtl", "ten"),
             ("FailIfThrottled", "yes"),
             ("RateLimit", "-5"),
+            ("MaxInFlightBytes", "0"),
         ] {
             let error = config.set(key, value).unwrap_err();
             assert!(

@@ -5,17 +5,18 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use backon::{BackoffBuilder, ExponentialBackoff, ExponentialBuilder};
+use bytes::Bytes;
 use kinesis_aggregation::{
-    AggregateView, Aggregator, KinesisRecord, SequenceNumber, ShardId, UserRecord,
+    AggregateView, Aggregator, KinesisRecord, SequenceNumber, ShardId, UnsealedRecord, UserRecord,
 };
-use tokio::sync::oneshot;
 use tokio::time::Instant;
 
+use crate::completion::Slot;
 use crate::outcome::{Attempt, AttemptError, PutError, PutOutcome};
 
-/// What a `put`'s channel carries. Kept to 16 bytes because there is one channel per outstanding
-/// record: a success points at the outcome its Kinesis record shares with its other user records
-/// (the handle builds the [`PutOutcome`]), and the rare error is boxed.
+/// What a record's slot holds once it is resolved. Kept to 16 bytes because there is one per
+/// outstanding record: a success points at the outcome its Kinesis record shares with its other
+/// user records (the handle builds the [`PutOutcome`]), and the rare error is boxed.
 #[derive(Debug)]
 pub(crate) enum Resolution {
     /// Put: the outcome shared by the record's Kinesis record, and the record's index in it.
@@ -25,9 +26,6 @@ pub(crate) enum Resolution {
     },
     Failed(Box<PutError>),
 }
-
-/// The channel a `put` waits on.
-pub(crate) type Reply = oneshot::Sender<Resolution>;
 
 /// What every user record of one Kinesis record has in common once it is put.
 #[derive(Debug)]
@@ -40,46 +38,54 @@ pub(crate) struct SharedOutcome {
 
 impl Resolution {
     /// What the record's handle resolves to.
-    pub fn into_result(self) -> Result<PutOutcome, PutError> {
+    pub fn to_result(&self) -> Result<PutOutcome, PutError> {
         match self {
             Resolution::Placed { shared, index } => Ok(PutOutcome {
                 shard_id: shared.shard_id.clone(),
                 sequence_number: shared.sequence_number.clone(),
-                sub_sequence_number: shared.aggregated.then_some(u64::from(index)),
+                sub_sequence_number: shared.aggregated.then_some(u64::from(*index)),
                 attempts: shared.attempts.clone(),
             }),
-            Resolution::Failed(error) => Err(*error),
+            Resolution::Failed(error) => Err((**error).clone()),
         }
     }
 }
 
 /// A user record on its way, once its data sits in an [`Entry`]'s Kinesis record. The data is not
 /// kept twice: on failure the record is rebuilt from the entry. There is one per outstanding
-/// record, so it holds only what differs between the records of one entry (the arrival time that
-/// matters, the oldest, is the entry's).
+/// record, so it holds only what differs between the records of one entry: where its outcome goes,
+/// and its expiry relative to the entry's `oldest`, kept in the slot (the flush epoch and the
+/// arrival time that matters, the oldest, are the entry's; its size is computed again from the
+/// record when needed).
 #[derive(Debug)]
 pub(crate) struct Member {
-    pub reply: Reply,
-    /// `put` time plus `RecordTtl`.
-    pub expires: Instant,
-    /// Bytes counted against `MaxOutstandingBytes`.
-    pub size: u32,
-    pub epoch: u64,
+    pub slot: Slot,
 }
 
-/// The data of an [`Entry`]: a Kinesis record, or an aggregate not encoded yet.
+impl Member {
+    /// The member of `slot` for a record that expires at `expires`, in an entry whose oldest
+    /// record arrived at `oldest`. The expiry is kept in milliseconds from `oldest`: 0 when it
+    /// came earlier, saturating after 49 days.
+    pub fn new(mut slot: Slot, expires: Instant, oldest: Instant) -> Self {
+        let after = expires.saturating_duration_since(oldest).as_millis();
+        slot.expires_after = u32::try_from(after).unwrap_or(u32::MAX);
+        Member { slot }
+    }
+
+    pub fn expires(&self, oldest: Instant) -> Instant {
+        oldest + Duration::from_millis(u64::from(self.slot.expires_after))
+    }
+}
+
+/// The data of an [`Entry`]: a Kinesis record, or an aggregate still without its MD5 trailer.
 ///
-/// Sealing an aggregate (the MD5 of its body and the copy into one buffer) is the largest per-byte
-/// cost of aggregation; the pipeline is one task, so it leaves that to the request task, which
-/// seals its entries just before building the `PutRecords` request ([`Entry::seal`]).
+/// The digest is the largest per-byte cost of aggregation; the pipeline is one task, so it leaves
+/// that to the request task, which seals its entries just before building the `PutRecords`
+/// request ([`Entry::seal`]).
 #[derive(Debug)]
 pub(crate) enum Payload {
     Sealed(KinesisRecord),
-    Open {
-        aggregator: Box<Aggregator>,
-        /// Length of the first record's partition key: the aggregate's, which Kinesis bills.
-        partition_key_len: usize,
-    },
+    Unsealed(UnsealedRecord),
 }
 
 /// One Kinesis record to put, with the user records it carries, in order.
@@ -91,9 +97,14 @@ pub(crate) struct Entry {
     /// The shard the map predicts; `None` without a shard map.
     pub predicted: Option<ShardId>,
     pub members: Vec<Member>,
+    /// The `flush` epoch its records were put in (a flush finishes every aggregate, so an entry
+    /// never spans two).
+    pub epoch: u64,
+    /// Bytes its records count against `MaxOutstandingBytes`.
+    pub size: usize,
     /// When the oldest record arrived.
     pub oldest: Instant,
-    /// The earliest of the members' `expires`.
+    /// The earliest of the members' expiries.
     pub earliest_expiry: Instant,
     /// When the entry must be sent at the latest: its oldest record's arrival plus
     /// `RecordMaxBufferedTime`.
@@ -107,26 +118,35 @@ pub(crate) struct Entry {
     pub backoff: Option<ExponentialBackoff>,
 }
 
+/// What an [`Entry`] is made of, besides its timing.
+pub(crate) struct Parts {
+    pub payload: Payload,
+    pub aggregated: bool,
+    pub predicted: Option<ShardId>,
+    pub members: Vec<Member>,
+    pub epoch: u64,
+    pub size: usize,
+}
+
 impl Entry {
-    /// An entry of `members`, the oldest of which arrived at `oldest`.
-    pub fn new(
-        payload: Payload,
-        aggregated: bool,
-        predicted: Option<ShardId>,
-        members: Vec<Member>,
-        oldest: Instant,
-        max_buffered: Duration,
-    ) -> Self {
-        let earliest_expiry = members
-            .iter()
-            .map(|m| m.expires)
-            .min()
-            .expect("an entry has members");
+    /// An entry of `parts`, the oldest record of which arrived at `oldest`.
+    pub fn new(parts: Parts, oldest: Instant, max_buffered: Duration) -> Self {
+        let Parts {
+            payload,
+            aggregated,
+            predicted,
+            members,
+            epoch,
+            size,
+        } = parts;
+        let earliest_expiry = earliest_expiry(&members, oldest);
         Entry {
             payload,
             aggregated,
             predicted,
             members,
+            epoch,
+            size,
             oldest,
             earliest_expiry,
             send_by: oldest + max_buffered,
@@ -141,22 +161,23 @@ impl Entry {
     pub fn billed_size(&self) -> usize {
         match &self.payload {
             Payload::Sealed(record) => record.billed_size(),
-            Payload::Open {
-                aggregator,
-                partition_key_len,
-            } => partition_key_len + aggregator.encoded_size(),
+            Payload::Unsealed(record) => record.billed_size(),
         }
     }
 
-    /// Encodes the aggregate if it is not yet, and returns the Kinesis record.
+    /// Appends the aggregate's digest if it has none yet, and returns the Kinesis record.
     pub fn seal(&mut self) -> &KinesisRecord {
-        if let Payload::Open { aggregator, .. } = &mut self.payload {
-            let record = aggregator.finish().expect("an entry has members");
-            self.payload = Payload::Sealed(record);
+        if let Payload::Unsealed(_) = &self.payload {
+            let placeholder = Payload::Sealed(KinesisRecord::new(String::new(), Bytes::new()));
+            let Payload::Unsealed(record) = std::mem::replace(&mut self.payload, placeholder)
+            else {
+                unreachable!("matched above")
+            };
+            self.payload = Payload::Sealed(record.seal());
         }
         match &self.payload {
             Payload::Sealed(record) => record,
-            Payload::Open { .. } => unreachable!("sealed above"),
+            Payload::Unsealed(_) => unreachable!("sealed above"),
         }
     }
 
@@ -219,6 +240,7 @@ impl Entry {
 
     /// Resolves every member as put.
     pub fn succeed(self, shard_id: ShardId, sequence_number: SequenceNumber, ledger: &mut Ledger) {
+        ledger.release(self.epoch, self.members.len(), self.size);
         // One outcome for every record of the entry: they were all sent together.
         let shared = Arc::new(SharedOutcome {
             shard_id,
@@ -227,18 +249,32 @@ impl Entry {
             attempts: Arc::from(self.attempts),
         });
         for (index, member) in self.members.into_iter().enumerate() {
-            let placed = Resolution::Placed {
+            member.slot.resolve(Resolution::Placed {
                 shared: shared.clone(),
                 index: index as u32,
-            };
-            ledger.resolve(member, placed);
+            });
+        }
+    }
+
+    /// Fails every member with the error `fail` makes of its record (given back) and the attempts.
+    pub fn fail(
+        mut self,
+        ledger: &mut Ledger,
+        mut fail: impl FnMut(Box<UserRecord>, Vec<Attempt>) -> PutError,
+    ) {
+        ledger.release(self.epoch, self.members.len(), self.size);
+        let records = self.user_records();
+        for (member, record) in self.members.into_iter().zip(records) {
+            let error = fail(Box::new(record), self.attempts.clone());
+            member.slot.resolve(Resolution::Failed(Box::new(error)));
         }
     }
 
     /// Splits the members into those still alive at `now` and those expired; the expired ones are
-    /// failed with [`PutError::Expired`] and returned with the dead ones. The survivors are rebuilt
-    /// into a new entry (or `None` when none is left). `aggregation_max_size` bounds the rebuilt
-    /// aggregate, which always fits: a subset of a valid aggregate is smaller.
+    /// returned with their records rebuilt, for the caller to fail with [`PutError::Expired`]. The
+    /// survivors are rebuilt into a new entry (or `None` when none is left).
+    /// `aggregation_max_size` bounds the rebuilt aggregate, which always fits: a subset of a valid
+    /// aggregate is smaller.
     pub fn drop_expired(
         mut self,
         now: Instant,
@@ -252,6 +288,7 @@ impl Entry {
             aggregated,
             predicted,
             members,
+            epoch,
             oldest,
             attempts,
             last_event,
@@ -263,7 +300,7 @@ impl Entry {
         let mut alive = Vec::new();
         let mut dead = Vec::new();
         for (member, record) in members.into_iter().zip(records) {
-            if member.expires > now {
+            if member.expires(oldest) > now {
                 alive.push((member, record));
             } else {
                 dead.push((member, record));
@@ -272,16 +309,13 @@ impl Entry {
         let dead = Expired {
             members: dead,
             attempts: attempts.clone(),
+            epoch,
         };
         if alive.is_empty() {
             return (None, dead);
         }
         let (members, records): (Vec<Member>, Vec<UserRecord>) = alive.into_iter().unzip();
-        let earliest_expiry = members
-            .iter()
-            .map(|m| m.expires)
-            .min()
-            .expect("some are alive");
+        let size = records.iter().map(|r| record_size(r) as usize).sum();
         let (record, aggregated) = if aggregated {
             let mut aggregator =
                 Aggregator::new(aggregation_max_size, u64::MAX).expect("valid limits");
@@ -299,9 +333,11 @@ impl Entry {
             payload: Payload::Sealed(record),
             aggregated,
             predicted,
+            earliest_expiry: earliest_expiry(&members, oldest),
             members,
+            epoch,
+            size,
             oldest,
-            earliest_expiry,
             send_by,
             not_before,
             attempts,
@@ -312,11 +348,21 @@ impl Entry {
     }
 }
 
+fn earliest_expiry(members: &[Member], oldest: Instant) -> Instant {
+    let after = members
+        .iter()
+        .map(|m| m.slot.expires_after)
+        .min()
+        .expect("an entry has members");
+    oldest + Duration::from_millis(u64::from(after))
+}
+
 /// Members that expired, with their records rebuilt and the attempts made for them.
 #[derive(Debug, Default)]
 pub(crate) struct Expired {
     pub members: Vec<(Member, UserRecord)>,
     pub attempts: Vec<Attempt>,
+    pub epoch: u64,
 }
 
 /// Accounts for resolved records: what to give back to the backpressure semaphores, and which
@@ -337,18 +383,16 @@ impl Ledger {
         }
     }
 
-    /// Delivers `result` to the member's `put` handle and accounts for it.
-    pub fn resolve(&mut self, member: Member, result: Resolution) {
-        // The caller may have dropped its handle; the outcome stands all the same.
-        let _ = member.reply.send(result);
-        self.released_records += 1;
-        self.released_bytes += member.size as usize;
+    /// Accounts for `records` resolved records of `epoch` holding `bytes`.
+    pub fn release(&mut self, epoch: u64, records: usize, bytes: usize) {
+        self.released_records += records;
+        self.released_bytes += bytes;
         if let Some(i) = self
             .outstanding_by_epoch
             .iter()
-            .rposition(|(e, _)| *e == member.epoch)
+            .rposition(|(e, _)| *e == epoch)
         {
-            self.outstanding_by_epoch[i].1 -= 1;
+            self.outstanding_by_epoch[i].1 -= records;
             if self.outstanding_by_epoch[i].1 == 0 {
                 self.outstanding_by_epoch.remove(i);
             }
@@ -365,6 +409,13 @@ impl Ledger {
     pub fn outstanding(&self) -> usize {
         self.outstanding_by_epoch.iter().map(|(_, n)| n).sum()
     }
+}
+
+/// Bytes a record counts against `MaxOutstandingBytes`: data plus keys.
+pub(crate) fn record_size(record: &UserRecord) -> u32 {
+    let keys =
+        record.partition_key().len() + record.explicit_hash_key().map_or(0, |k| k.as_str().len());
+    (record.data().len() + keys) as u32
 }
 
 /// A user record sent on its own.
@@ -394,7 +445,8 @@ mod tests {
 
     #[test]
     fn a_resolution_stays_small() {
-        // One waits in a channel per outstanding record (the memory bound's per-record cost).
+        // One waits in a slot per outstanding record (the memory bound's per-record cost).
         assert_eq!(std::mem::size_of::<Option<Resolution>>(), 16);
+        assert_eq!(std::mem::size_of::<Member>(), 16);
     }
 }

@@ -14,9 +14,10 @@
 //!                                   PutHandle ◄── outcome: shard, sequence number, sub-sequence, attempts
 //! ```
 //!
-//! - The pipeline task only appends records to aggregates; each request's own task seals them
-//!   (MD5, final copy) and builds the `PutRecords` call, so that work spreads over the runtime.
-//!   One outcome is shared by the user records of a Kinesis record; each handle reads its own.
+//! - The pipeline task appends records to aggregates and copies each finished one into a buffer of
+//!   its exact size; each request's own task seals them (MD5) and builds the `PutRecords` call,
+//!   so that work spreads over the runtime. One outcome is shared by the user records of a Kinesis
+//!   record; each handle reads its own from a slot in a block of 64 ([`PutHandle`]).
 //! - Records are routed by MD5 of the partition key (or the explicit hash key) through the
 //!   stream's shard map and aggregated per predicted shard; each aggregate carries its first
 //!   record's hash key as explicit hash key, so it lands where predicted. A record that lands on
@@ -31,6 +32,7 @@
 //! - Metrics use the KPL's names ([`metrics`]) through the `metrics` crate; requests have
 //!   `tracing` spans.
 
+mod completion;
 mod config;
 mod entry;
 mod limiter;

@@ -17,9 +17,11 @@ use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio::time::Instant;
 use tracing::Instrument;
 
+use crate::completion::Slot;
 use crate::config::ProducerConfig;
 use crate::entry::{
-    Entry, Expired, Ledger, Member, Payload, Reply, Resolution, StreamName, plain_kinesis_record,
+    Entry, Expired, Ledger, Member, Parts, Payload, Resolution, StreamName, plain_kinesis_record,
+    record_size,
 };
 use crate::limiter::ShardLimiter;
 use crate::metrics as m;
@@ -42,7 +44,7 @@ pub(crate) struct Incoming {
     pub hash_key: HashKey,
     pub arrived: Instant,
     pub size: u32,
-    pub reply: Reply,
+    pub slot: Slot,
 }
 
 /// The semaphores `put` waits on; the pipeline gives permits back as records resolve.
@@ -57,14 +59,17 @@ type PutRecordsResult = Result<PutRecordsOutput, SdkError<PutRecordsError>>;
 /// seals their aggregates.
 type Response = (u64, Vec<Entry>, PutRecordsResult);
 
-/// Aggregates of one predicted shard, and the members they hold.
+/// The aggregate of one predicted shard being filled, and the members it holds.
 struct ShardBuffer {
-    aggregator: Box<Aggregator>,
+    /// Kept from one aggregate to the next, with its buffers' capacity.
+    aggregator: Aggregator,
     members: Vec<Member>,
     /// When the pipeline took the aggregate's first record.
     first_arrived: Option<Instant>,
-    /// The length of the aggregate's first partition key, which becomes the aggregate's.
-    partition_key_len: usize,
+    /// The flush epoch of its records.
+    epoch: u64,
+    /// Bytes its records count against `MaxOutstandingBytes`.
+    size: usize,
 }
 
 /// Entries waiting to be sent to one shard.
@@ -98,8 +103,10 @@ pub(crate) struct Pipeline {
     queues: HashMap<ShardKey, ShardQueue, RandomState>,
     queued_records: usize,
     queued_bytes: usize,
-    /// Requests in flight, with when each was sent.
-    in_flight: HashMap<u64, Instant>,
+    /// Requests in flight, with when each was sent and its billed bytes.
+    in_flight: HashMap<u64, (Instant, usize)>,
+    /// The billed bytes of the requests in flight (bounded by `MaxInFlightBytes`).
+    in_flight_bytes: usize,
     next_request: u64,
     responses_tx: mpsc::UnboundedSender<Response>,
     responses_rx: mpsc::UnboundedReceiver<Response>,
@@ -145,6 +152,7 @@ impl Pipeline {
             queued_records: 0,
             queued_bytes: 0,
             in_flight: HashMap::new(),
+            in_flight_bytes: 0,
             next_request: 0,
             responses_tx,
             responses_rx,
@@ -234,15 +242,10 @@ impl Pipeline {
             hash_key,
             arrived,
             size,
-            reply,
+            slot,
         } = incoming;
         self.ledger.admit(self.epoch, 1);
-        let member = Member {
-            reply,
-            expires: arrived + self.config.record_ttl,
-            size,
-            epoch: self.epoch,
-        };
+        let expires = arrived + self.config.record_ttl;
         // Without a shard map, records cannot be grouped by shard: send them on their own.
         let Some(map) = self
             .map
@@ -250,14 +253,15 @@ impl Pipeline {
             .filter(|_| self.config.aggregation_enabled)
         else {
             let shard = self.map.as_ref().map(|map| map.shard_for(hash_key).clone());
-            let entry = Entry::new(
-                Payload::Sealed(plain_kinesis_record(&record)),
-                false,
-                shard.clone(),
-                vec![member],
-                now,
-                self.config.record_max_buffered_time,
-            );
+            let parts = Parts {
+                payload: Payload::Sealed(plain_kinesis_record(&record)),
+                aggregated: false,
+                predicted: shard.clone(),
+                members: vec![Member::new(slot, expires, now)],
+                epoch: self.epoch,
+                size: size as usize,
+            };
+            let entry = Entry::new(parts, now, self.config.record_max_buffered_time);
             self.enqueue(shard, entry, false);
             return;
         };
@@ -270,7 +274,8 @@ impl Pipeline {
                     aggregator: new_aggregator(config),
                     members: Vec::new(),
                     first_arrived: None,
-                    partition_key_len: 0,
+                    epoch: self.epoch,
+                    size: 0,
                 },
             );
         }
@@ -283,11 +288,12 @@ impl Pipeline {
                 .try_add(&record)
                 .expect("an empty aggregator takes any valid record");
         }
+        let oldest = *buffer.first_arrived.get_or_insert(now);
         if buffer.members.is_empty() {
-            buffer.first_arrived = Some(now);
-            buffer.partition_key_len = record.partition_key().len();
+            buffer.epoch = self.epoch;
         }
-        buffer.members.push(member);
+        buffer.size += size as usize;
+        buffer.members.push(Member::new(slot, expires, oldest));
         if let Some(entry) = full {
             let shard = entry.predicted.clone();
             self.enqueue(shard, entry, false);
@@ -364,7 +370,7 @@ impl Pipeline {
                 wake = wake.min(first + max_buffered);
             }
         }
-        if self.in_flight.len() < self.config.max_connections {
+        if self.can_send() {
             for queue in self.queues.values() {
                 if let Some(until) = queue.limited_until {
                     wake = wake.min(until);
@@ -381,9 +387,16 @@ impl Pipeline {
         wake.max(now)
     }
 
-    /// Sends as many requests as are due, within `MaxConnections`.
+    /// Whether another request may go: fewer than `MaxConnections` in flight, and room left under
+    /// `MaxInFlightBytes` (or nothing in flight).
+    fn can_send(&self) -> bool {
+        self.in_flight.len() < self.config.max_connections
+            && self.in_flight_bytes < self.config.max_in_flight_bytes
+    }
+
+    /// Sends as many requests as are due, within `MaxConnections` and `MaxInFlightBytes`.
     fn dispatch(&mut self, now: Instant) {
-        while self.in_flight.len() < self.config.max_connections && self.queued_records > 0 {
+        while self.can_send() && self.queued_records > 0 {
             if !self.request_due(now) {
                 return;
             }
@@ -412,7 +425,14 @@ impl Pipeline {
     /// at a rotating shard for fairness), within each shard's rate limit.
     fn collect(&mut self, now: Instant) -> Vec<Entry> {
         let max_count = self.config.collection_max_count;
-        let max_size = self.config.collection_max_size;
+        // Within what is left of MaxInFlightBytes. A request's first entry goes whatever its size
+        // (below), so nothing waits for ever and the bytes in flight exceed MaxInFlightBytes by
+        // less than one Kinesis record.
+        let max_size = self.config.collection_max_size.min(
+            self.config
+                .max_in_flight_bytes
+                .saturating_sub(self.in_flight_bytes),
+        );
         let ordered = self.config.ordered_per_shard;
         let aggregation_max_size = self.config.aggregation_max_size;
         let mut entries: Vec<Entry> = Vec::new();
@@ -449,7 +469,7 @@ impl Pipeline {
                 };
                 let Some(candidate) = candidate else { break };
                 let billed = candidate.billed_size();
-                // A record larger than CollectionMaxSize still goes, alone.
+                // A record larger than the limit still goes, alone.
                 if !entries.is_empty() && size + billed > max_size {
                     break 'shards;
                 }
@@ -476,22 +496,31 @@ impl Pipeline {
             }
         }
         for dead in expired {
-            for (member, record) in dead.members {
-                self.expire(member, record, dead.attempts.clone());
-            }
+            self.expire(dead);
         }
         entries
     }
 
-    fn expire(&mut self, member: Member, record: UserRecord, attempts: Vec<crate::Attempt>) {
-        metrics::counter!(m::USER_RECORD_EXPIRED, "stream" => self.stream.to_string()).increment(1);
-        self.ledger.resolve(
-            member,
-            Resolution::Failed(Box::new(PutError::Expired {
-                record: Box::new(record),
-                attempts,
-            })),
-        );
+    fn expire(&mut self, dead: Expired) {
+        let Expired {
+            members,
+            attempts,
+            epoch,
+        } = dead;
+        if members.is_empty() {
+            return;
+        }
+        metrics::counter!(m::USER_RECORD_EXPIRED, "stream" => self.stream.to_string())
+            .increment(members.len() as u64);
+        for (member, record) in members {
+            self.ledger.release(epoch, 1, record_size(&record) as usize);
+            member
+                .slot
+                .resolve(Resolution::Failed(Box::new(PutError::Expired {
+                    record: Box::new(record),
+                    attempts: attempts.clone(),
+                })));
+        }
     }
 
     fn send(&mut self, mut entries: Vec<Entry>, now: Instant) {
@@ -499,6 +528,7 @@ impl Pipeline {
         self.next_request += 1;
         let wall = SystemTime::now();
         let mut user_records = 0;
+        let bytes: usize = entries.iter().map(Entry::billed_size).sum();
         for entry in &mut entries {
             if entry.attempts.is_empty() {
                 metrics::histogram!(m::BUFFERING_TIME, "stream" => self.stream.to_string())
@@ -547,13 +577,15 @@ impl Pipeline {
             }
             .instrument(span),
         );
-        self.in_flight.insert(id, now);
+        self.in_flight.insert(id, (now, bytes));
+        self.in_flight_bytes += bytes;
     }
 
     fn handle_response(&mut self, id: u64, entries: Vec<Entry>, result: PutRecordsResult) {
-        let Some(started) = self.in_flight.remove(&id) else {
+        let Some((started, bytes)) = self.in_flight.remove(&id) else {
             return;
         };
+        self.in_flight_bytes -= bytes;
         let now = Instant::now();
         metrics::histogram!(m::REQUEST_TIME, "stream" => self.stream.to_string())
             .record(now.saturating_duration_since(started).as_secs_f64() * 1000.0);
@@ -656,8 +688,7 @@ impl Pipeline {
             .record(entry.members.len() as f64);
         metrics::histogram!(m::RETRIES_PER_RECORD, &labels)
             .record((entry.attempts.len() - 1) as f64);
-        let data: u64 = entry.members.iter().map(|m| u64::from(m.size)).sum();
-        metrics::counter!(m::USER_RECORDS_DATA_PUT, &labels).increment(data);
+        metrics::counter!(m::USER_RECORDS_DATA_PUT, &labels).increment(entry.size as u64);
         entry.succeed(shard_id, sequence, &mut self.ledger);
     }
 
@@ -684,31 +715,22 @@ impl Pipeline {
             ErrorClass::Transient => false,
         };
         if fail_now {
-            let records = entry.user_records();
-            for (member, record) in entry.members.into_iter().zip(records) {
-                let record = Box::new(record);
-                let attempts = entry.attempts.clone();
-                let error = match class {
-                    ErrorClass::Fatal => PutError::Rejected {
-                        record,
-                        code: error.code.clone(),
-                        message: error.message.clone(),
-                        attempts,
-                    },
-                    _ => PutError::Throttled { record, attempts },
-                };
-                self.ledger
-                    .resolve(member, Resolution::Failed(Box::new(error)));
-            }
+            entry.fail(&mut self.ledger, |record, attempts| match class {
+                ErrorClass::Fatal => PutError::Rejected {
+                    record,
+                    code: error.code.clone(),
+                    message: error.message.clone(),
+                    attempts,
+                },
+                _ => PutError::Throttled { record, attempts },
+            });
             return None;
         }
         let delay = entry.next_backoff(self.config.min_backoff, self.config.max_backoff);
         // Never wait past the first expiry: the record must fail with Expired on time.
         entry.not_before = (now + delay).min(entry.earliest_expiry);
         let (alive, dead) = entry.drop_expired(now, self.config.aggregation_max_size);
-        for (member, record) in dead.members {
-            self.expire(member, record, dead.attempts.clone());
-        }
+        self.expire(dead);
         alive
     }
 
@@ -787,38 +809,37 @@ impl Pipeline {
     }
 }
 
-fn new_aggregator(config: &ProducerConfig) -> Box<Aggregator> {
-    Box::new(
-        Aggregator::new(config.aggregation_max_size, config.aggregation_max_count)
-            .expect("validated configuration"),
-    )
+fn new_aggregator(config: &ProducerConfig) -> Aggregator {
+    Aggregator::new(config.aggregation_max_size, config.aggregation_max_count)
+        .expect("validated configuration")
 }
 
-/// Takes a shard's aggregate, unsealed, into an entry (sealed later, on the request task); `None`
-/// when the buffer is empty.
+/// Takes a shard's aggregate into an entry, copied into a buffer of its exact size but not sealed
+/// (the request task adds the digest); `None` when the buffer is empty.
 fn finish_buffer(
     buffer: &mut ShardBuffer,
     shard: ShardKey,
     config: &ProducerConfig,
 ) -> Option<Entry> {
     let oldest = buffer.first_arrived.take()?;
-    // The next aggregate will likely hold as many records: size its list once.
-    let capacity = buffer.members.len();
-    let members = std::mem::replace(&mut buffer.members, Vec::with_capacity(capacity));
-    let aggregator = std::mem::replace(&mut buffer.aggregator, new_aggregator(config));
-    let aggregated = members.len() > 1;
-    let payload = Payload::Open {
-        aggregator,
-        partition_key_len: buffer.partition_key_len,
-    };
-    Some(Entry::new(
-        payload,
-        aggregated,
-        shard,
+    // The next aggregate will likely hold as many records: size its list once, with room for a
+    // few more; this one gives back what it does not use (it may wait long in a queue).
+    let capacity = buffer.members.len() + buffer.members.len() / 8;
+    let mut members = std::mem::replace(&mut buffer.members, Vec::with_capacity(capacity));
+    members.shrink_to_fit();
+    let record = buffer
+        .aggregator
+        .finish_unsealed()
+        .expect("a buffer with members has records");
+    let parts = Parts {
+        payload: Payload::Unsealed(record),
+        aggregated: members.len() > 1,
+        predicted: shard,
         members,
-        oldest,
-        config.record_max_buffered_time,
-    ))
+        epoch: buffer.epoch,
+        size: std::mem::take(&mut buffer.size),
+    };
+    Some(Entry::new(parts, oldest, config.record_max_buffered_time))
 }
 
 /// The code and message of a whole-request failure.

@@ -1,22 +1,21 @@
 //! The public face of the producer: build it, `put` records, await their outcomes, flush, shut down.
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::task::{Context, Poll};
 
 use aws_sdk_kinesis::config::retry::RetryConfig;
 use aws_sdk_kinesis::config::timeout::TimeoutConfig;
 use bytes::Bytes;
 use kinesis_aggregation::{UserRecord, ValidationError};
 use tokio::sync::{Mutex, Semaphore, mpsc, oneshot};
+
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
+use crate::completion;
+pub use crate::completion::PutHandle;
 use crate::config::{ConfigError, ProducerConfig};
-use crate::entry::Resolution;
-use crate::outcome::{PutError, PutOutcome};
+use crate::entry::record_size;
 use crate::pipeline::{Command, Incoming, Permits, Pipeline};
 use crate::shards::load_shard_map;
 
@@ -102,6 +101,7 @@ impl ProducerBuilder {
         rate_limit: u32,
         fail_if_throttled: bool,
         max_connections: usize,
+        max_in_flight_bytes: usize,
         request_timeout: std::time::Duration,
         connect_timeout: std::time::Duration,
         max_outstanding_records: usize,
@@ -276,16 +276,16 @@ impl Producer {
     }
 
     fn submit(&self, record: UserRecord, size: u32) -> Result<PutHandle, SubmitError> {
-        let (reply, receiver) = oneshot::channel();
+        let (slot, handle) = completion::slot();
         let incoming = Incoming {
             hash_key: record.hash_key(),
             record,
             arrived: Instant::now(),
             size,
-            reply,
+            slot,
         };
         match self.inner.commands.send(Command::Put(incoming)) {
-            Ok(()) => Ok(PutHandle(receiver)),
+            Ok(()) => Ok(handle),
             Err(mpsc::error::SendError(command)) => {
                 let Command::Put(incoming) = command else {
                     unreachable!("sent a put")
@@ -324,29 +324,5 @@ impl Producer {
             Some(task) => task.await.map_err(|_| Closed),
             None => Err(Closed),
         }
-    }
-}
-
-/// Bytes a record counts against `MaxOutstandingBytes`: data plus keys.
-fn record_size(record: &UserRecord) -> u32 {
-    let keys =
-        record.partition_key().len() + record.explicit_hash_key().map_or(0, |k| k.as_str().len());
-    (record.data().len() + keys) as u32
-}
-
-/// Resolves to a record's outcome. Dropping it does not cancel the put.
-#[derive(Debug)]
-pub struct PutHandle(oneshot::Receiver<Resolution>);
-
-impl Future for PutHandle {
-    type Output = Result<PutOutcome, PutError>;
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        Pin::new(&mut self.0).poll(cx).map(|result| match result {
-            Ok(resolution) => resolution.into_result(),
-            Err(_) => Err(PutError::Aborted {
-                reason: "the producer's pipeline stopped (its Tokio runtime shut down?)".into(),
-            }),
-        })
     }
 }

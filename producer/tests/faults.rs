@@ -367,3 +367,54 @@ async fn backpressure_holds_outstanding_records_under_the_cap() {
         .sum();
     assert_eq!(read, 5_000);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bytes_in_flight_stay_under_max_in_flight_bytes() {
+    let (direct, proxy, stream, client) = setup(KinesisServer::Kinesalite, 4).await;
+    proxy.set_faults(Faults {
+        latency: Latency {
+            targets: Targets::only(["PutRecords"]),
+            fixed: Duration::from_millis(300),
+            jitter: Duration::from_millis(50),
+        },
+        ..Faults::default()
+    });
+    let cap = 256 * 1024;
+    let aggregate = 8 * 1024;
+    let producer = Producer::builder(client, &stream)
+        .max_in_flight_bytes(cap)
+        .aggregation_max_size(aggregate)
+        .record_max_buffered_time(Duration::from_millis(20))
+        .build()
+        .await
+        .unwrap();
+    let count = 12_000;
+    let mut handles = Vec::with_capacity(count);
+    for i in 0..count {
+        let record = UserRecord::new(format!("key-{i}"), vec![7u8; 100]).unwrap();
+        handles.push(producer.put(record).await.unwrap());
+    }
+    for handle in handles {
+        handle.await.unwrap();
+    }
+    producer.shutdown().await.unwrap();
+    let stats = proxy.stats();
+    let peak = stats.peak_put_records_bytes_in_flight;
+    // Beyond the cap by less than one Kinesis record (an aggregate and its key), and near it:
+    // 1.4 MB were put, far more than the cap, and MaxConnections alone would let it all go.
+    let key = "key-00000".len() as u64;
+    assert!(
+        peak < (cap + aggregate) as u64 + key,
+        "peak {peak} bytes in flight, cap {cap}"
+    );
+    assert!(
+        peak > cap as u64 / 2,
+        "peak {peak} bytes in flight, cap {cap}"
+    );
+    let read: usize = common::read_stream(&direct, &stream)
+        .await
+        .values()
+        .map(Vec::len)
+        .sum();
+    assert_eq!(read, count);
+}
