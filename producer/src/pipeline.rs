@@ -90,7 +90,7 @@ pub(crate) struct Pipeline {
     stream: StreamName,
     put_client: aws_sdk_kinesis::Client,
     list_client: aws_sdk_kinesis::Client,
-    commands: mpsc::UnboundedReceiver<Command>,
+    commands: mpsc::Receiver<Command>,
     permits: Arc<Permits>,
     map: Option<Arc<ShardMap>>,
     map_refreshing: bool,
@@ -117,7 +117,7 @@ pub(crate) struct Pipeline {
 }
 
 /// Messages handled per wake-up before the pipeline looks at its timers and sends.
-const BATCH: usize = 1024;
+pub(crate) const BATCH: usize = 1024;
 /// The shortest gap between two shard-map refreshes caused by unexpected shards.
 const MIN_MAP_REFRESH_GAP: Duration = Duration::from_secs(1);
 
@@ -127,7 +127,7 @@ impl Pipeline {
         stream: StreamName,
         put_client: aws_sdk_kinesis::Client,
         list_client: aws_sdk_kinesis::Client,
-        commands: mpsc::UnboundedReceiver<Command>,
+        commands: mpsc::Receiver<Command>,
         permits: Arc<Permits>,
         map: Option<ShardMap>,
     ) -> Self {

@@ -153,7 +153,7 @@ impl ProducerBuilder {
             records: Semaphore::new(config.max_outstanding_records),
             bytes: Semaphore::new(config.max_outstanding_bytes),
         });
-        let (commands, receiver) = mpsc::unbounded_channel();
+        let (commands, receiver) = mpsc::channel(COMMAND_QUEUE);
         let pipeline = Pipeline::new(
             config.clone(),
             Arc::from(stream.as_str()),
@@ -200,7 +200,7 @@ pub struct Producer {
 }
 
 struct Inner {
-    commands: mpsc::UnboundedSender<Command>,
+    commands: mpsc::Sender<Command>,
     permits: Arc<Permits>,
     config: ProducerConfig,
     stream: String,
@@ -229,7 +229,8 @@ impl Producer {
     }
 
     /// Takes `record`, waiting while the producer holds its maximum of outstanding records or
-    /// bytes (backpressure). The returned handle resolves to the record's outcome.
+    /// bytes, or while its pipeline task is behind by 16,384 records (backpressure). The returned
+    /// handle resolves to the record's outcome. Cancelled while waiting, it takes nothing.
     pub async fn put(&self, record: UserRecord) -> Result<PutHandle, SubmitError> {
         if self.inner.closed.load(Ordering::Acquire) {
             return Err(SubmitError::Closed(Box::new(record)));
@@ -242,9 +243,13 @@ impl Producer {
         let Ok(bytes) = permits.bytes.acquire_many(size).await else {
             return Err(SubmitError::Closed(Box::new(record)));
         };
+        // Dropped while waiting here, the permits above go back.
+        let Ok(place) = self.inner.commands.reserve().await else {
+            return Err(SubmitError::Closed(Box::new(record)));
+        };
         records.forget();
         bytes.forget();
-        self.submit(record, size)
+        Ok(submit(place, record, size))
     }
 
     /// [`Producer::put`] of a new record with this partition key and data; invalid keys or data
@@ -257,7 +262,9 @@ impl Producer {
         self.put(UserRecord::new(partition_key, data)?).await
     }
 
-    /// Takes `record` if there is room now; otherwise gives it back with [`SubmitError::Full`].
+    /// Takes `record` if there is room now; otherwise gives it back with [`SubmitError::Full`]:
+    /// the producer holds `MaxOutstandingRecords` or `MaxOutstandingBytes`, or its pipeline task is
+    /// behind by 16,384 records.
     pub fn try_put(&self, record: UserRecord) -> Result<PutHandle, SubmitError> {
         if self.inner.closed.load(Ordering::Acquire) {
             return Err(SubmitError::Closed(Box::new(record)));
@@ -270,31 +277,18 @@ impl Producer {
         let Ok(bytes) = permits.bytes.try_acquire_many(size) else {
             return Err(SubmitError::Full(Box::new(record)));
         };
+        let place = match self.inner.commands.try_reserve() {
+            Ok(place) => place,
+            Err(mpsc::error::TrySendError::Full(())) => {
+                return Err(SubmitError::Full(Box::new(record)));
+            }
+            Err(mpsc::error::TrySendError::Closed(())) => {
+                return Err(SubmitError::Closed(Box::new(record)));
+            }
+        };
         records.forget();
         bytes.forget();
-        self.submit(record, size)
-    }
-
-    fn submit(&self, record: UserRecord, size: u32) -> Result<PutHandle, SubmitError> {
-        let (slot, handle) = completion::slot();
-        let incoming = Incoming {
-            hash_key: record.hash_key(),
-            record,
-            arrived: Instant::now(),
-            size,
-            slot,
-        };
-        match self.inner.commands.send(Command::Put(incoming)) {
-            Ok(()) => Ok(handle),
-            Err(mpsc::error::SendError(command)) => {
-                let Command::Put(incoming) = command else {
-                    unreachable!("sent a put")
-                };
-                self.inner.permits.records.add_permits(1);
-                self.inner.permits.bytes.add_permits(size as usize);
-                Err(SubmitError::Closed(Box::new(incoming.record)))
-            }
-        }
+        Ok(submit(place, record, size))
     }
 
     /// User records taken but not yet resolved.
@@ -309,6 +303,7 @@ impl Producer {
         self.inner
             .commands
             .send(Command::Flush(done))
+            .await
             .map_err(|_| Closed)?;
         wait.await.map_err(|_| Closed)
     }
@@ -318,11 +313,29 @@ impl Producer {
     /// [`SubmitError::Closed`] from then on.
     pub async fn shutdown(self) -> Result<(), Closed> {
         self.inner.closed.store(true, Ordering::Release);
-        let _ = self.inner.commands.send(Command::Shutdown);
+        let _ = self.inner.commands.send(Command::Shutdown).await;
         let task = self.inner.task.lock().await.take();
         match task {
             Some(task) => task.await.map_err(|_| Closed),
             None => Err(Closed),
         }
     }
+}
+
+/// Records (and flushes) waiting for the pipeline task. When it lags, `put` waits for room here
+/// (and `try_put` reports `Full`) rather than the queue growing up to the outstanding limits: the
+/// memory of records not yet aggregated is several times their size.
+const COMMAND_QUEUE: usize = 16 * crate::pipeline::BATCH;
+
+/// Hands `record` to the pipeline in its reserved place; the permits are taken.
+fn submit(place: mpsc::Permit<'_, Command>, record: UserRecord, size: u32) -> PutHandle {
+    let (slot, handle) = completion::slot();
+    place.send(Command::Put(Incoming {
+        hash_key: record.hash_key(),
+        record,
+        arrived: Instant::now(),
+        size,
+        slot,
+    }));
+    handle
 }
