@@ -6,8 +6,8 @@
 //! (the caller's) each hold the block and an index, 16 bytes each, and the block holds the outcome
 //! (16 bytes). Wakers are kept only for handles that are being awaited, in a short list per block,
 //! so a record nobody waits on yet costs nothing more. Each thread fills its own block, so `put`s
-//! on different threads do not contend; a block's one lock is taken once to resolve a record and
-//! once per poll of its handle.
+//! on different threads do not contend (a thread keeps its block until the block is full); a
+//! block's one lock is taken once to resolve a record and once per poll of its handle.
 
 use std::cell::RefCell;
 use std::future::Future;
@@ -70,6 +70,7 @@ pub(crate) fn slot() -> (Slot, PutHandle) {
                 block: block.clone(),
                 index,
                 expires_after: 0,
+                resolved: false,
             },
             PutHandle {
                 block: block.clone(),
@@ -90,15 +91,17 @@ pub(crate) struct Slot {
     /// expiry. It lives here, in what would be padding, because there is one per outstanding
     /// record.
     pub expires_after: u32,
+    resolved: bool,
 }
 
 impl Slot {
     /// Delivers `resolution` to the record's handle, waking it if it is being awaited.
-    pub fn resolve(self, resolution: Resolution) {
-        self.fill(resolution);
+    pub fn resolve(mut self, resolution: Resolution) {
+        self.fill(|| resolution);
+        self.resolved = true;
     }
 
-    fn fill(&self, resolution: Resolution) {
+    fn fill(&self, resolution: impl FnOnce() -> Resolution) {
         let index = self.index;
         let mut woken = Vec::new();
         {
@@ -107,7 +110,7 @@ impl Slot {
             if outcome.is_some() {
                 return;
             }
-            *outcome = Some(resolution);
+            *outcome = Some(resolution());
             state.waiters.retain(|(i, waker)| {
                 if *i == index {
                     woken.push(waker.clone());
@@ -125,10 +128,13 @@ impl Slot {
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        // Resolved slots are consumed by `resolve`, which fills them first: this is a no-op then.
-        self.fill(Resolution::Failed(Box::new(PutError::Aborted {
-            reason: "the producer's pipeline stopped (its Tokio runtime shut down?)".into(),
-        })));
+        if !self.resolved {
+            self.fill(|| {
+                Resolution::Failed(Box::new(PutError::Aborted {
+                    reason: "the producer's pipeline stopped (its Tokio runtime shut down?)".into(),
+                }))
+            });
+        }
     }
 }
 
