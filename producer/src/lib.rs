@@ -47,6 +47,8 @@ pub use config::{ConfigError, MAX_COLLECTION_COUNT, MAX_COLLECTION_SIZE, Produce
 pub use kinesis_aggregation::{self, SequenceNumber, ShardId, UserRecord, ValidationError};
 pub use limiter::{ShardLimiter, TokenBucket};
 pub use outcome::{Attempt, AttemptError, ErrorClass, PutError, PutOutcome, classify};
-pub use producer::{BuildError, Closed, Producer, ProducerBuilder, PutHandle, SubmitError};
+pub use producer::{
+    BuildError, Closed, PUT_QUEUE_CAPACITY, Producer, ProducerBuilder, PutHandle, SubmitError,
+};
 pub use shard_map::{ShardMap, ShardMapError, ShardRange};
 pub use shards::{ShardListError, load_shard_map};

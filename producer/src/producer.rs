@@ -153,7 +153,7 @@ impl ProducerBuilder {
             records: Semaphore::new(config.max_outstanding_records),
             bytes: Semaphore::new(config.max_outstanding_bytes),
         });
-        let (commands, receiver) = mpsc::channel(COMMAND_QUEUE);
+        let (commands, receiver) = mpsc::channel(PUT_QUEUE_CAPACITY);
         let pipeline = Pipeline::new(
             config.clone(),
             Arc::from(stream.as_str()),
@@ -322,10 +322,10 @@ impl Producer {
     }
 }
 
-/// Records (and flushes) waiting for the pipeline task. When it lags, `put` waits for room here
-/// (and `try_put` reports `Full`) rather than the queue growing up to the outstanding limits: the
-/// memory of records not yet aggregated is several times their size.
-const COMMAND_QUEUE: usize = 16 * crate::pipeline::BATCH;
+/// How many records `put` hands to the pipeline task ahead of it. When the task lags that far,
+/// `put` waits (and `try_put` reports `Full`) rather than the queue growing up to the outstanding
+/// limits: a record not yet aggregated takes several times its size in memory.
+pub const PUT_QUEUE_CAPACITY: usize = 16 * crate::pipeline::BATCH;
 
 /// Hands `record` to the pipeline in its reserved place; the permits are taken.
 fn submit(place: mpsc::Permit<'_, Command>, record: UserRecord, size: u32) -> PutHandle {

@@ -176,3 +176,57 @@ async fn a_record_larger_than_collection_max_size_goes_alone() {
         .sum();
     assert_eq!(read, 2);
 }
+
+/// On a current-thread runtime the pipeline task runs only when the test yields, so it lags as
+/// far as the test likes.
+#[tokio::test]
+async fn a_lagging_pipeline_holds_puts_back_and_a_cancelled_put_takes_nothing() {
+    let client = kinesis_client(KinesisServer::Kinesalite).await;
+    let stream = unique_name("producer-queue");
+    create_stream(&client, &stream, 2).await;
+    let producer = Producer::builder(client.clone(), &stream)
+        .build()
+        .await
+        .unwrap();
+    let mut handles = Vec::new();
+    let mut i = 0;
+    let refused = loop {
+        let record = UserRecord::new(format!("k{i}"), vec![1u8; 10]).unwrap();
+        match producer.try_put(record) {
+            Ok(handle) => handles.push(handle),
+            Err(error) => break error,
+        }
+        i += 1;
+    };
+    // Far below MaxOutstandingRecords (100,000): the queue to the pipeline is full.
+    assert_eq!(handles.len(), kinesis_producer::PUT_QUEUE_CAPACITY);
+    assert!(
+        matches!(refused, kinesis_producer::SubmitError::Full(_)),
+        "{refused}"
+    );
+    let returned = refused.into_record().expect("Full gives the record back");
+    assert_eq!(returned.partition_key(), format!("k{i}"));
+    assert_eq!(producer.outstanding_records(), handles.len());
+    {
+        // Polled once it waits for room; dropped then, it must give its permits back.
+        let put = producer.put_data("cancelled", &b"x"[..]);
+        tokio::select! {
+            biased;
+            _ = put => panic!("the queue is full: put cannot have finished"),
+            () = std::future::ready(()) => {}
+        }
+    }
+    assert_eq!(producer.outstanding_records(), handles.len());
+    // Awaiting lets the pipeline run: everything taken is put, and put has room again.
+    handles.push(producer.put_data("after", &b"y"[..]).await.unwrap());
+    for handle in handles {
+        handle.await.unwrap();
+    }
+    producer.shutdown().await.unwrap();
+    let read: usize = common::read_stream(&client, &stream)
+        .await
+        .values()
+        .map(Vec::len)
+        .sum();
+    assert_eq!(read, kinesis_producer::PUT_QUEUE_CAPACITY + 1);
+}
