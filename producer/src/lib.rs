@@ -1,10 +1,11 @@
 //! The Kinesis producer: the KPL's design in Rust, with backpressure and per-record outcomes.
 //!
 //! ```text
-//!  put(record) ── validate, hash key, wait for room (MaxOutstandingRecords/Bytes)
+//!  put(record) ── validate, hash key, wait for room (MaxOutstandingRecords/Bytes, PUT_QUEUE_CAPACITY)
 //!      │
 //!      ▼                        one pipeline task owns everything below
-//!  shard map ──► per-shard aggregator ──► per-shard queue ──► collector ──► PutRecords (≤ MaxConnections)
+//!  shard map ──► per-shard aggregator ──► per-shard queue ──► collector ──► PutRecords (≤ MaxConnections,
+//!                                                                          ≤ MaxInFlightBytes)
 //!  (ListShards)   (AggregationMaxSize/     (rate limiter:      (≤ 500 records,        │
 //!                  Count, RecordMax-        RateLimit% of the   ≤ 5 MiB, sent when     │
 //!                  BufferedTime)            shard's limits)     full or due)           ▼
@@ -26,7 +27,9 @@
 //!   failures (throttling, 5xx, timeouts, resets) retry the whole request. A record not put within
 //!   `RecordTtl` fails with [`PutError::Expired`], which gives the record back with every attempt.
 //!   Errors retrying cannot fix (stream not found, access denied) fail at once.
-//! - `put` waits for room; [`Producer::try_put`] gives the record back when full. Memory is bounded.
+//! - `put` waits for room; [`Producer::try_put`] gives the record back when full. Memory is bounded:
+//!   by the outstanding limits, and `MaxInFlightBytes` for the requests in flight (whose bodies
+//!   cost more than the records).
 //! - [`ProducerConfig::ordered_per_shard`] keeps each partition key's records in `put` order even
 //!   under throttling, at a cost in throughput.
 //! - Metrics use the KPL's names ([`metrics`]) through the `metrics` crate; requests have
