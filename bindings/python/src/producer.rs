@@ -372,7 +372,7 @@ impl Producer {
     /// `RecordRejected` or `RecordAborted`, each carrying the record. Raises `ValueError` at once
     /// for an empty or over-256-character partition key, an explicit hash key that is not a
     /// decimal in 0..2^128, or data over 1 MiB. Blocks (GIL released) only while the producer
-    /// holds `MaxOutstandingRecords` / `MaxOutstandingBytes`.
+    /// holds `MaxOutstandingRecords` / `MaxOutstandingBytes` or its pipeline is behind.
     #[pyo3(signature = (partition_key, data, explicit_hash_key=None))]
     fn put(
         &self,
