@@ -150,6 +150,15 @@ impl Aggregator {
         self.count == 0
     }
 
+    /// Bytes allocated by the aggregator's buffers (records and key tables, not the index over
+    /// the keys). [`Aggregator::clear`] and finishing keep them for the next aggregate; a caller
+    /// that keeps an aggregator per shard can compare this with what it wants to keep.
+    pub fn capacity(&self) -> usize {
+        self.records.capacity()
+            + self.partition_keys.encoded.capacity()
+            + self.explicit_hash_keys.encoded.capacity()
+    }
+
     /// The size in bytes of the data [`Aggregator::finish`] would return now: the record's own data
     /// for a single record, the encoded aggregate (magic, body, MD5) for more, 0 when empty.
     pub fn encoded_size(&self) -> usize {

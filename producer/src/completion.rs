@@ -4,8 +4,9 @@
 //! keeps) cost more than the record's own 100 bytes of data in the memory benchmark. Instead, slots
 //! are handed out in blocks of [`BLOCK_SLOTS`]: a [`Slot`] (the pipeline's end) and a [`PutHandle`]
 //! (the caller's) each hold the block and an index, 16 bytes each, and the block holds the outcome
-//! (16 bytes). Wakers are kept only for handles that are being awaited, in a short list per block,
-//! so a record nobody waits on yet costs nothing more. Each thread fills its own block, so `put`s
+//! (16 bytes) until the handle takes it or is dropped; the outcome of a record whose handle is gone
+//! is not kept. Wakers are kept only for handles that are being awaited, in a short list per
+//! block, so a record nobody waits on yet costs nothing more. Each thread fills its own block, so `put`s
 //! on different threads do not contend (a thread keeps its block until the block is full); a
 //! block's one lock is taken once to resolve a record and once per poll of its handle.
 
@@ -27,8 +28,10 @@ struct Block {
 }
 
 struct BlockState {
-    /// Each slot's outcome, once resolved.
+    /// Each slot's outcome, from its resolution until its handle takes it.
     outcomes: [Option<Resolution>; BLOCK_SLOTS],
+    /// A bit per slot whose handle still exists: an outcome nobody can read is not kept.
+    live_handles: u64,
     /// The handles being awaited: slot index and waker.
     waiters: Vec<(u8, Waker)>,
 }
@@ -38,15 +41,30 @@ impl Block {
         Block {
             state: Mutex::new(BlockState {
                 outcomes: std::array::from_fn(|_| None),
+                // Every slot's handle exists from the moment the slot is handed out, and a block
+                // is replaced only once all are.
+                live_handles: u64::MAX,
                 waiters: Vec::new(),
             }),
         }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, BlockState> {
-        // A panic while holding the lock leaves the state consistent (whole assignments, push,
-        // retain): go on.
+        // A panic while holding the lock leaves the state consistent (whole assignments, bit
+        // operations, push, extract): go on.
         self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl BlockState {
+    /// Takes the wakers registered for slot `index` out of the list. They are dropped (or woken)
+    /// by the caller after the lock is released: dropping a waker may drop a task, and with it
+    /// another handle of this block, whose own drop takes this lock.
+    fn take_waiters(&mut self, index: u8) -> Vec<Waker> {
+        self.waiters
+            .extract_if(.., |(i, _)| *i == index)
+            .map(|(_, waker)| waker)
+            .collect()
     }
 }
 
@@ -76,6 +94,7 @@ pub(crate) fn slot() -> (Slot, PutHandle) {
                 block: block.clone(),
                 index,
                 waiting: false,
+                done: false,
             },
         )
     })
@@ -95,7 +114,8 @@ pub(crate) struct Slot {
 }
 
 impl Slot {
-    /// Delivers `resolution` to the record's handle, waking it if it is being awaited.
+    /// Delivers `resolution` to the record's handle, waking it if it is being awaited; drops it
+    /// when the handle is gone.
     pub fn resolve(mut self, resolution: Resolution) {
         self.fill(|| resolution);
         self.resolved = true;
@@ -103,23 +123,14 @@ impl Slot {
 
     fn fill(&self, resolution: impl FnOnce() -> Resolution) {
         let index = self.index;
-        let mut woken = Vec::new();
-        {
+        let woken = {
             let mut state = self.block.lock();
-            let outcome = &mut state.outcomes[usize::from(index)];
-            if outcome.is_some() {
+            if state.live_handles & (1 << index) == 0 {
                 return;
             }
-            *outcome = Some(resolution());
-            state.waiters.retain(|(i, waker)| {
-                if *i == index {
-                    woken.push(waker.clone());
-                    false
-                } else {
-                    true
-                }
-            });
-        }
+            state.outcomes[usize::from(index)] = Some(resolution());
+            state.take_waiters(index)
+        };
         for waker in woken {
             waker.wake();
         }
@@ -148,25 +159,42 @@ impl std::fmt::Debug for Slot {
 pub struct PutHandle {
     block: Arc<Block>,
     index: u8,
-    /// Whether this handle's waker is in the block's list.
+    /// Whether this handle's waker may be in the block's list.
     waiting: bool,
+    /// Whether the outcome was taken.
+    done: bool,
 }
 
 impl Future for PutHandle {
     type Output = Result<PutOutcome, PutError>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        assert!(!self.done, "PutHandle polled after it resolved");
         let index = self.index;
         let block = self.block.clone();
         let mut state = block.lock();
-        if let Some(outcome) = &state.outcomes[usize::from(index)] {
-            return Poll::Ready(outcome.to_result());
+        if let Some(outcome) = state.outcomes[usize::from(index)].take() {
+            let stale = if self.waiting {
+                state.take_waiters(index)
+            } else {
+                Vec::new()
+            };
+            drop(state);
+            drop(stale);
+            self.waiting = false;
+            self.done = true;
+            return Poll::Ready(outcome.into_result());
         }
-        match state.waiters.iter_mut().find(|(i, _)| *i == index) {
-            Some((_, waker)) => waker.clone_from(cx.waker()),
-            None => state.waiters.push((index, cx.waker().clone())),
-        }
+        let replaced = match state.waiters.iter_mut().find(|(i, _)| *i == index) {
+            Some((_, waker)) if waker.will_wake(cx.waker()) => None,
+            Some((_, waker)) => Some(std::mem::replace(waker, cx.waker().clone())),
+            None => {
+                state.waiters.push((index, cx.waker().clone()));
+                None
+            }
+        };
         drop(state);
+        drop(replaced);
         self.waiting = true;
         Poll::Pending
     }
@@ -174,16 +202,26 @@ impl Future for PutHandle {
 
 impl Drop for PutHandle {
     fn drop(&mut self) {
-        if self.waiting {
-            let index = self.index;
-            self.block.lock().waiters.retain(|(i, _)| *i != index);
-        }
+        let index = self.index;
+        let (outcome, stale) = {
+            let mut state = self.block.lock();
+            state.live_handles &= !(1 << index);
+            let outcome = state.outcomes[usize::from(index)].take();
+            let stale = if self.waiting {
+                state.take_waiters(index)
+            } else {
+                Vec::new()
+            };
+            (outcome, stale)
+        };
+        drop(outcome);
+        drop(stale);
     }
 }
 
 impl std::fmt::Debug for PutHandle {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let resolved = self.block.lock().outcomes[usize::from(self.index)].is_some();
+        let resolved = self.done || self.block.lock().outcomes[usize::from(self.index)].is_some();
         f.debug_struct("PutHandle")
             .field("resolved", &resolved)
             .finish()
@@ -213,6 +251,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(target_pointer_width = "64")]
     fn handles_stay_small() {
         // One per outstanding record on each side, and one outcome in a block.
         assert_eq!(std::mem::size_of::<Slot>(), 16);
@@ -232,13 +271,8 @@ mod tests {
         }
         let (late_slots, late_handles): (Vec<_>, Vec<_>) = late.into_iter().unzip();
         let offset = handles.len();
-        let waiters = tokio::spawn(async move {
-            let mut seen = Vec::new();
-            for handle in late_handles {
-                seen.push(handle.await.unwrap().sub_sequence_number);
-            }
-            seen
-        });
+        // One task per late handle: many handles of a block wait at once.
+        let waiters: Vec<_> = late_handles.into_iter().map(tokio::spawn).collect();
         tokio::time::sleep(Duration::from_millis(20)).await;
         for (i, slot) in late_slots.into_iter().enumerate() {
             slot.resolve(placed((offset + i) as u32));
@@ -246,11 +280,40 @@ mod tests {
         for (i, handle) in handles {
             assert_eq!(handle.await.unwrap().sub_sequence_number, Some(i as u64));
         }
-        let seen = waiters.await.unwrap();
-        let expected: Vec<_> = (offset..offset + seen.len())
-            .map(|i| Some(i as u64))
-            .collect();
-        assert_eq!(seen, expected);
+        for (i, waiter) in waiters.into_iter().enumerate() {
+            let outcome = tokio::time::timeout(Duration::from_secs(5), waiter)
+                .await
+                .expect("woken")
+                .unwrap();
+            assert_eq!(
+                outcome.unwrap().sub_sequence_number,
+                Some((offset + i) as u64)
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn an_outcome_is_kept_only_until_its_handle_takes_it_or_is_dropped() {
+        let (slot, handle) = slot();
+        let block = slot.block.clone();
+        let index = usize::from(slot.index);
+        slot.resolve(placed(0));
+        assert!(block.lock().outcomes[index].is_some());
+        handle.await.unwrap();
+        assert!(block.lock().outcomes[index].is_none());
+
+        let (slot, handle) = super::slot();
+        let (block, index) = (slot.block.clone(), usize::from(slot.index));
+        slot.resolve(placed(0));
+        drop(handle);
+        assert!(block.lock().outcomes[index].is_none());
+
+        // Resolved after its handle is gone: not kept at all.
+        let (slot, handle) = super::slot();
+        let (block, index) = (slot.block.clone(), usize::from(slot.index));
+        drop(handle);
+        slot.resolve(placed(0));
+        assert!(block.lock().outcomes[index].is_none());
     }
 
     #[tokio::test]
@@ -275,7 +338,10 @@ mod tests {
         assert_eq!(slot.block.lock().waiters.len(), 1);
         drop(handle);
         assert!(slot.block.lock().waiters.is_empty());
+        let block = slot.block.clone();
+        let index = usize::from(slot.index);
         slot.resolve(placed(0));
+        assert!(block.lock().outcomes[index].is_none());
     }
 
     fn futures_waker() -> Waker {

@@ -38,15 +38,15 @@ pub(crate) struct SharedOutcome {
 
 impl Resolution {
     /// What the record's handle resolves to.
-    pub fn to_result(&self) -> Result<PutOutcome, PutError> {
+    pub fn into_result(self) -> Result<PutOutcome, PutError> {
         match self {
             Resolution::Placed { shared, index } => Ok(PutOutcome {
                 shard_id: shared.shard_id.clone(),
                 sequence_number: shared.sequence_number.clone(),
-                sub_sequence_number: shared.aggregated.then_some(u64::from(*index)),
+                sub_sequence_number: shared.aggregated.then_some(u64::from(index)),
                 attempts: shared.attempts.clone(),
             }),
-            Resolution::Failed(error) => Err((**error).clone()),
+            Resolution::Failed(error) => Err(*error),
         }
     }
 }
@@ -64,10 +64,14 @@ pub(crate) struct Member {
 
 impl Member {
     /// The member of `slot` for a record that expires at `expires`, in an entry whose oldest
-    /// record arrived at `oldest`. The expiry is kept in milliseconds from `oldest`: 0 when it
-    /// came earlier, saturating after 49 days.
+    /// record arrived at `oldest`. The expiry is kept in whole milliseconds from `oldest`,
+    /// rounded up (a record never expires early): 0 when it came earlier, saturating after 49
+    /// days (`RecordTtl` is validated below that).
     pub fn new(mut slot: Slot, expires: Instant, oldest: Instant) -> Self {
-        let after = expires.saturating_duration_since(oldest).as_millis();
+        let after = expires
+            .saturating_duration_since(oldest)
+            .as_nanos()
+            .div_ceil(1_000_000);
         slot.expires_after = u32::try_from(after).unwrap_or(u32::MAX);
         Member { slot }
     }
@@ -444,9 +448,97 @@ mod tests {
     use super::*;
 
     #[test]
+    #[cfg(target_pointer_width = "64")]
     fn a_resolution_stays_small() {
         // One waits in a slot per outstanding record (the memory bound's per-record cost).
         assert_eq!(std::mem::size_of::<Option<Resolution>>(), 16);
         assert_eq!(std::mem::size_of::<Member>(), 16);
+    }
+
+    /// Three records aggregated (two with explicit hash keys), two of which expire while the entry
+    /// waits: the sizes released for the expired records and the survivor's entry add up to what
+    /// was taken at `put`, and the ledger ends settled.
+    #[tokio::test]
+    async fn partial_expiry_accounts_for_every_byte() {
+        let records = [
+            UserRecord::new("first", vec![1u8; 40]).unwrap(),
+            UserRecord::new("second", vec![2u8; 7])
+                .unwrap()
+                .with_explicit_hash_key("340282366920938463463374607431768211455")
+                .unwrap(),
+            UserRecord::new("third", vec![3u8; 300])
+                .unwrap()
+                .with_explicit_hash_key("12345")
+                .unwrap(),
+        ];
+        let taken: usize = records.iter().map(|r| record_size(r) as usize).sum();
+        let mut aggregator = Aggregator::default();
+        for r in &records {
+            aggregator.try_add(r).unwrap();
+        }
+        let oldest = Instant::now();
+        let ttl = [10, 60_000, 10].map(Duration::from_millis);
+        let mut handles = Vec::new();
+        let members = ttl
+            .iter()
+            .map(|ttl| {
+                let (slot, handle) = crate::completion::slot();
+                handles.push(handle);
+                Member::new(slot, oldest + *ttl, oldest)
+            })
+            .collect();
+        let mut ledger = Ledger::default();
+        ledger.admit(7, 3);
+        let entry = Entry::new(
+            Parts {
+                payload: Payload::Unsealed(aggregator.finish_unsealed().unwrap()),
+                aggregated: true,
+                predicted: None,
+                members,
+                epoch: 7,
+                size: taken,
+            },
+            oldest,
+            Duration::from_millis(100),
+        );
+        assert_eq!(entry.earliest_expiry, oldest + Duration::from_millis(10));
+
+        let (alive, dead) = entry.drop_expired(oldest + Duration::from_secs(1), 51_200);
+        let alive = alive.expect("the second record lives");
+        assert_eq!(dead.epoch, 7);
+        let dead_records: Vec<&UserRecord> = dead.members.iter().map(|(_, r)| r).collect();
+        assert_eq!(dead_records, [&records[0], &records[2]]);
+        for (_, record) in &dead.members {
+            ledger.release(dead.epoch, 1, record_size(record) as usize);
+        }
+        // The survivor goes on alone, as the plain record it was.
+        assert!(!alive.aggregated);
+        assert_eq!(alive.members.len(), 1);
+        assert_eq!(alive.size, record_size(&records[1]) as usize);
+        assert_eq!(alive.earliest_expiry, oldest + Duration::from_secs(60));
+        let mut alive = alive;
+        assert_eq!(alive.user_records(), [records[1].clone()]);
+        alive.succeed(
+            ShardId::from("shardId-000000000000"),
+            SequenceNumber::new("1").unwrap(),
+            &mut ledger,
+        );
+        assert_eq!(ledger.released_bytes, taken);
+        assert_eq!(ledger.released_records, 3);
+        assert!(ledger.settled_through(7));
+        assert_eq!(ledger.outstanding(), 0);
+        drop(dead);
+        let outcomes: Vec<_> = await_all(handles).await;
+        // The expired ones were dropped unresolved here (the pipeline resolves them as Expired).
+        assert!(matches!(outcomes[0], Err(PutError::Aborted { .. })));
+        assert_eq!(outcomes[1].as_ref().unwrap().sub_sequence_number, None);
+    }
+
+    async fn await_all(handles: Vec<crate::PutHandle>) -> Vec<Result<PutOutcome, PutError>> {
+        let mut out = Vec::new();
+        for handle in handles {
+            out.push(handle.await);
+        }
+        out
     }
 }

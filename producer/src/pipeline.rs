@@ -390,8 +390,15 @@ impl Pipeline {
     /// Whether another request may go: fewer than `MaxConnections` in flight, and room left under
     /// `MaxInFlightBytes` (or nothing in flight).
     fn can_send(&self) -> bool {
+        if self.in_flight.is_empty() {
+            return true;
+        }
+        // Near the cap, wait for a reasonable request's worth of room rather than send requests
+        // of a sliver each.
+        let cap = self.config.max_in_flight_bytes;
+        let least = cap.min(self.config.collection_max_size) / 4;
         self.in_flight.len() < self.config.max_connections
-            && self.in_flight_bytes < self.config.max_in_flight_bytes
+            && self.in_flight_bytes.saturating_add(least.max(1)) <= cap
     }
 
     /// Sends as many requests as are due, within `MaxConnections` and `MaxInFlightBytes`.
@@ -809,6 +816,9 @@ impl Pipeline {
     }
 }
 
+/// What a shard's aggregator may keep allocated between aggregates (see [`finish_buffer`]).
+const RETAINED_AGGREGATOR_CAPACITY: usize = kinesis_aggregation::DEFAULT_MAX_AGGREGATE_SIZE;
+
 fn new_aggregator(config: &ProducerConfig) -> Aggregator {
     Aggregator::new(config.aggregation_max_size, config.aggregation_max_count)
         .expect("validated configuration")
@@ -831,6 +841,12 @@ fn finish_buffer(
         .aggregator
         .finish_unsealed()
         .expect("a buffer with members has records");
+    // The aggregator is kept for the shard's next aggregate, with its buffers; past twice what a
+    // default-sized one holds (a large AggregationMaxSize), it starts over rather than pin that
+    // much for a shard that may stay quiet.
+    if buffer.aggregator.capacity() > 2 * RETAINED_AGGREGATOR_CAPACITY {
+        buffer.aggregator = new_aggregator(config);
+    }
     let parts = Parts {
         payload: Payload::Unsealed(record),
         aggregated: members.len() > 1,

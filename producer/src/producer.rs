@@ -41,8 +41,12 @@ pub enum SubmitError {
     /// The partition key, explicit hash key or data breaks a Kinesis rule.
     #[error(transparent)]
     Invalid(#[from] ValidationError),
-    /// `try_put` only: the producer holds its maximum of outstanding records or bytes.
-    #[error("the producer is full (MaxOutstandingRecords / MaxOutstandingBytes); retry later")]
+    /// `try_put` only: the producer holds its maximum of outstanding records or bytes, or its
+    /// pipeline task is [`PUT_QUEUE_CAPACITY`] records behind.
+    #[error(
+        "the producer is full (MaxOutstandingRecords / MaxOutstandingBytes, or its pipeline is \
+         behind); retry later"
+    )]
     Full(Box<UserRecord>),
     /// The producer is shut down.
     #[error("the producer is shut down")]
@@ -312,8 +316,10 @@ impl Producer {
     /// none is dropped silently), then stops the pipeline. Other clones of this producer see
     /// [`SubmitError::Closed`] from then on.
     pub async fn shutdown(self) -> Result<(), Closed> {
-        self.inner.closed.store(true, Ordering::Release);
+        // Sent before refusing puts: cancelled while waiting for room in the queue, the shutdown
+        // leaves the producer as it was, not refusing records that nothing will deliver.
         let _ = self.inner.commands.send(Command::Shutdown).await;
+        self.inner.closed.store(true, Ordering::Release);
         let task = self.inner.task.lock().await.take();
         match task {
             Some(task) => task.await.map_err(|_| Closed),
