@@ -92,7 +92,7 @@ impl Default for ProducerConfig {
             rate_limit: 150,
             fail_if_throttled: false,
             max_connections: 24,
-            max_in_flight_bytes: 16 * 1024 * 1024,
+            max_in_flight_bytes: 8 * 1024 * 1024,
             request_timeout: Duration::from_millis(6_000),
             connect_timeout: Duration::from_millis(6_000),
             max_outstanding_records: 100_000,
@@ -180,12 +180,13 @@ impl ProducerConfig {
         fail_if_throttled / get_fail_if_throttled: bool;
         /// `MaxConnections` (default 24): most `PutRecords` requests in flight at once.
         max_connections / get_max_connections: usize;
-        /// `MaxInFlightBytes` (default 16 MiB; not a KPL option): most bytes (data plus keys) in
+        /// `MaxInFlightBytes` (default 8 MiB; not a KPL option): most bytes (data plus keys) in
         /// `PutRecords` requests in flight at once; a request still goes when none is in flight.
         /// A byte in flight costs about 2.4 bytes of memory (the copy kept for retries and the
         /// SDK's base64 JSON body) where a queued one costs 1, so this bounds the memory a slow
-        /// stream can pin beyond the buffered records. 16 MiB carries ~160 MiB/s at 100 ms per
-        /// request; raise it for links with more latency.
+        /// stream can pin beyond the buffered records. 8 MiB carries ~160 MiB/s at 50 ms per
+        /// request (more than one process usually sends: 160 shards at their 1 MiB/s limit);
+        /// raise it for more latency or more throughput.
         max_in_flight_bytes / get_max_in_flight_bytes: usize;
         /// `RequestTimeout` (default 6 s): the SDK's per-attempt timeout for `PutRecords`.
         request_timeout / get_request_timeout: Duration;
@@ -349,6 +350,14 @@ impl ProducerConfig {
         if self.max_connections == 0 {
             return invalid("MaxConnections", "0".into(), "at least 1");
         }
+        // Expiries are kept in milliseconds in 32 bits (one per outstanding record).
+        if self.record_ttl > Duration::from_millis(u64::from(u32::MAX)) {
+            return invalid(
+                "RecordTtl",
+                format!("{:?}", self.record_ttl),
+                "at most 4294967295 ms (49.7 days)",
+            );
+        }
         if self.max_in_flight_bytes == 0 {
             return invalid("MaxInFlightBytes", "0".into(), "at least 1");
         }
@@ -392,6 +401,7 @@ mod tests {
         assert_eq!(c.rate_limit, 150);
         assert!(!c.fail_if_throttled);
         assert_eq!(c.max_connections, 24);
+        assert_eq!(c.max_in_flight_bytes, 8 << 20);
         assert_eq!(c.request_timeout, Duration::from_millis(6_000));
         assert_eq!(c.connect_timeout, Duration::from_millis(6_000));
         assert!(c.validate().is_ok());
@@ -455,6 +465,12 @@ mod tests {
         assert!(
             ProducerConfig::default()
                 .max_outstanding_bytes(1000)
+                .validate()
+                .is_err()
+        );
+        assert!(
+            ProducerConfig::default()
+                .record_ttl(Duration::from_secs(50 * 86_400))
                 .validate()
                 .is_err()
         );
