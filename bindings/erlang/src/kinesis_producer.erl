@@ -8,7 +8,7 @@
 %%                                         'RecordMaxBufferedTime' => 50}),
 %% {ok, Ref} = kinesis_producer:put(P, <<"customer-42">>, <<"{\"total\": 12}">>),
 %% receive
-%%     {kinesis_put, Ref, {ok, ShardId, SequenceNumber}} -> ok;
+%%     {kinesis_put, Ref, {ok, ShardId, SequenceNumber, SubSequenceNumber}} -> ok;
 %%     {kinesis_put, Ref, {error, Reason}} -> {error, Reason}
 %% end,
 %% ok = kinesis_producer:stop(P).
@@ -33,7 +33,11 @@
 %% `stream_name' (required), `region', `endpoint_url', and KPL options by their KPL names
 %% (`RecordTtl', `AggregationMaxSize', ...; durations in milliseconds), as atoms, binaries
 %% or strings; values as binaries, strings, integers or booleans.
--type put_result() :: {ok, ShardId :: binary(), SequenceNumber :: binary()} | {error, reason()}.
+-type put_result() :: {ok, ShardId :: binary(), SequenceNumber :: binary(),
+                       SubSequenceNumber :: non_neg_integer() | undefined}
+                    | {error, reason()}.
+%% `SubSequenceNumber': the record's index in the KPL aggregate that carried it, as a consumer
+%% sees it after deaggregation; `undefined' when the record was sent on its own.
 -type attempt() :: #{delay_ms := non_neg_integer(), duration_ms := non_neg_integer(),
                      result := ok | {error, Code :: binary(), Message :: binary()}}.
 -type reason() :: {expired, [attempt()]}        % not put within RecordTtl

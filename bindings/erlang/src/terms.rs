@@ -49,7 +49,9 @@ impl Reply {
     }
 }
 
-/// `{ok, ShardId, SequenceNumber}` or `{error, Reason}`: what `{kinesis_put, Ref, _}` carries.
+/// `{ok, ShardId, SequenceNumber, SubSequenceNumber | undefined}` or `{error, Reason}`: what
+/// `{kinesis_put, Ref, _}` carries. The sub-sequence number is the record's index in its KPL
+/// aggregate, `undefined` when it was sent on its own.
 pub struct PutResult(pub Result<PutOutcome, PutError>);
 
 impl Encoder for PutResult {
@@ -59,6 +61,10 @@ impl Encoder for PutResult {
                 atoms::ok(),
                 outcome.shard_id.as_str(),
                 outcome.sequence_number.as_str(),
+                match outcome.sub_sequence_number {
+                    Some(index) => index.encode(env),
+                    None => atoms::undefined().encode(env),
+                },
             )
                 .encode(env),
             Err(error) => (atoms::error(), put_error(env, error)).encode(env),

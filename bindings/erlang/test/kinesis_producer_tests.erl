@@ -58,10 +58,12 @@ puts_a_thousand_records_and_reads_them_back_test_() ->
             Outcomes = outcomes([Ref || {Ref, _, _} <- Puts], 0),
             Expected = maps:from_list(
                 [begin
-                     {ok, Shard, Sequence} = maps:get(Ref, Outcomes),
-                     {Data, {Key, Shard, Sequence}}
+                     {ok, Shard, Sequence, Sub} = maps:get(Ref, Outcomes),
+                     {Data, {Key, Shard, Sequence, Sub}}
                  end || {Ref, Key, Data} <- Puts]),
-            ?assertEqual(2, length(lists:usort([S || {_, S, _} <- maps:values(Expected)]))),
+            ?assertEqual(2, length(lists:usort([S || {_, S, _, _} <- maps:values(Expected)]))),
+            %% With 50 ms of buffering, most records travel aggregated.
+            ?assert(length([Sub || {_, _, _, Sub} <- maps:values(Expected), is_integer(Sub)]) > N div 2),
             ok = kinesis_producer:stop(P),
             no_more_messages(),
             Stored = kinesis_test_api:tail(Stream, N + 100),
@@ -69,8 +71,10 @@ puts_a_thousand_records_and_reads_them_back_test_() ->
             ?assertEqual(N, length(Stored)),
             ?assertEqual(N, length(lists:usort([D || #{data := D} <- Stored]))),
             lists:foreach(
-                fun(#{data := Data, partition_key := Key, shard := Shard, sequence_number := Seq}) ->
-                    ?assertEqual({Key, Shard, Seq}, maps:get(Data, Expected))
+                fun(#{data := Data, partition_key := Key, shard := Shard, sequence_number := Seq,
+                      sub_sequence_number := StoredSub, aggregated := Aggregated}) ->
+                    Sub = case Aggregated of true -> StoredSub; false -> undefined end,
+                    ?assertEqual({Key, Shard, Seq, Sub}, maps:get(Data, Expected))
                 end, Stored)
         end)
     end}}.
@@ -82,7 +86,7 @@ explicit_hash_key_picks_the_shard_test_() ->
             {ok, Low} = kinesis_producer:put(P, <<"same-key">>, 0, <<"low">>),
             {ok, High} = kinesis_producer:put(P, <<"same-key">>, (1 bsl 128) - 1, <<"high">>),
             ok = kinesis_producer:stop(P),
-            #{Low := {ok, LowShard, _}, High := {ok, HighShard, _}} = outcomes([Low, High], 0),
+            #{Low := {ok, LowShard, _, _}, High := {ok, HighShard, _, _}} = outcomes([Low, High], 0),
             ?assertEqual(<<"shardId-000000000000">>, LowShard),
             ?assertEqual(<<"shardId-000000000001">>, HighShard)
         end)
@@ -99,7 +103,7 @@ stop_delivers_every_outcome_then_refuses_test_() ->
                     || I <- lists:seq(1, 200)],
             ok = kinesis_producer:stop(P),
             Outcomes = outcomes(Refs, 0),
-            ?assert(lists:all(fun({ok, _, _}) -> true; (_) -> false end, maps:values(Outcomes))),
+            ?assert(lists:all(fun({ok, _, _, _}) -> true; (_) -> false end, maps:values(Outcomes))),
             ?assertNot(is_process_alive(Owner)),
             ?assertEqual({error, closed}, kinesis_producer:put(P, <<"k">>, <<"late">>)),
             ?assertEqual({error, closed}, kinesis_producer:try_put(P, <<"k">>, <<"late">>)),
@@ -140,7 +144,7 @@ invalid_records_are_refused_at_once_test_() ->
             %% The largest record Kinesis takes is taken; a unicode string key works.
             {ok, Big} = kinesis_producer:put(P, "ключ", binary:copy(<<1>>, 1024 * 1024)),
             ok = kinesis_producer:stop(P),
-            ?assertMatch(#{Big := {ok, _, _}}, outcomes([Big], 0)),
+            ?assertMatch(#{Big := {ok, _, _, undefined}}, outcomes([Big], 0)),
             no_more_messages()
         end)
     end}}.

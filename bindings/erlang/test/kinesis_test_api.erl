@@ -98,7 +98,8 @@ getenv(Name, Default) ->
 
 %% @doc Every record of the stream from TRIM_HORIZON, deaggregated, through `kinesis tail'
 %% (the CLI at `KINESIS_CLI'): it stops after `Max' records or 3 s without a new one.
-%% Returns maps with `shard', `partition_key', `data' (decoded), `sequence_number'.
+%% Returns maps with `shard', `partition_key', `data' (decoded), `sequence_number',
+%% `sub_sequence_number' (an integer) and `aggregated' (a boolean).
 tail(Name, Max) ->
     Cli = case os:getenv("KINESIS_CLI") of
               false -> error({no_kinesis_cli, "set KINESIS_CLI to target/debug/kinesis"});
@@ -135,7 +136,9 @@ record(Line) ->
     #{shard => maps:get(<<"shard">>, Map),
       partition_key => maps:get(<<"partition_key">>, Map),
       data => base64:decode(maps:get(<<"data">>, Map)),
-      sequence_number => maps:get(<<"sequence_number">>, Map)}.
+      sequence_number => maps:get(<<"sequence_number">>, Map),
+      sub_sequence_number => binary_to_integer(maps:get(<<"sub_sequence_number">>, Map)),
+      aggregated => binary_to_atom(maps:get(<<"aggregated">>, Map))}.
 
 unquote(<<"\"", Rest/binary>>) -> binary:part(Rest, 0, byte_size(Rest) - 1);
 unquote(Other) -> Other.
