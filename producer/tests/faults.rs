@@ -360,11 +360,7 @@ async fn backpressure_holds_outstanding_records_under_the_cap() {
     let peak = sampler.await.unwrap();
     assert!(peak <= cap && peak > cap / 2, "peak {peak}");
     producer.shutdown().await.unwrap();
-    let read: usize = common::read_stream(&direct, &stream)
-        .await
-        .values()
-        .map(Vec::len)
-        .sum();
+    let read = common::count_stored(&direct, &stream).await;
     assert_eq!(read, 5_000);
 }
 
@@ -411,10 +407,6 @@ async fn bytes_in_flight_stay_under_max_in_flight_bytes() {
         peak > cap as u64 / 2,
         "peak {peak} bytes in flight, cap {cap}"
     );
-    let read: usize = common::read_stream(&direct, &stream)
-        .await
-        .values()
-        .map(Vec::len)
-        .sum();
+    let read = common::count_stored(&direct, &stream).await;
     assert_eq!(read, count);
 }

@@ -136,11 +136,7 @@ async fn shutdown_delivers_everything_buffered() {
         refused,
         Err(kinesis_producer::SubmitError::Closed(_))
     ));
-    let read: usize = common::read_stream(&client, &stream)
-        .await
-        .values()
-        .map(Vec::len)
-        .sum();
+    let read = common::count_stored(&client, &stream).await;
     assert_eq!(read, 1_000);
 }
 
@@ -169,11 +165,7 @@ async fn a_record_larger_than_collection_max_size_goes_alone() {
     );
     small.await.unwrap();
     producer.shutdown().await.unwrap();
-    let read: usize = common::read_stream(&client, &stream)
-        .await
-        .values()
-        .map(Vec::len)
-        .sum();
+    let read = common::count_stored(&client, &stream).await;
     assert_eq!(read, 2);
 }
 
@@ -223,10 +215,6 @@ async fn a_lagging_pipeline_holds_puts_back_and_a_cancelled_put_takes_nothing() 
         handle.await.unwrap();
     }
     producer.shutdown().await.unwrap();
-    let read: usize = common::read_stream(&client, &stream)
-        .await
-        .values()
-        .map(Vec::len)
-        .sum();
+    let read = common::count_stored(&client, &stream).await;
     assert_eq!(read, kinesis_producer::PUT_QUEUE_CAPACITY + 1);
 }

@@ -33,6 +33,15 @@ pub async fn list_shards(client: &aws_sdk_kinesis::Client, stream: &str) -> Vec<
     }
 }
 
+/// How many user records the stream holds, duplicates included ([`read_stream`]).
+pub async fn count_stored(client: &aws_sdk_kinesis::Client, stream: &str) -> usize {
+    read_stream(client, stream)
+        .await
+        .values()
+        .map(Vec::len)
+        .sum()
+}
+
 /// Reads every shard from TRIM_HORIZON to its current end and deaggregates: a map from
 /// (sequence number, sub-sequence number) to the user records found there (a list, so duplicates
 /// show).
