@@ -35,6 +35,7 @@ fn init_logging() {
 fn native(module: &Bound<'_, PyModule>) -> PyResult<()> {
     init_logging();
     module.add_class::<producer::Producer>()?;
+    module.add_function(wrap_pyfunction!(producer::close_all_producers, module)?)?;
     module.add_class::<producer::PutResult>()?;
     module.add_class::<producer::Attempt>()?;
     module.add_class::<consumer::Scheduler>()?;

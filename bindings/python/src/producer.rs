@@ -279,8 +279,56 @@ fn data_bytes(py: Python<'_>, data: &Bound<'_, PyAny>) -> PyResult<Bytes> {
 #[pyclass(frozen, module = "kinesis_rs")]
 pub struct Producer {
     stream_name: String,
-    inner: Mutex<Option<kinesis_producer::Producer>>,
+    inner: Arc<Mutex<Option<kinesis_producer::Producer>>>,
     tracker: Arc<Tracker>,
+}
+
+/// A producer as [`close_all_producers`] finds it: its Rust producer (gone once closed) and its
+/// futures' tracker.
+type Registered = (
+    std::sync::Weak<Mutex<Option<kinesis_producer::Producer>>>,
+    Arc<Tracker>,
+);
+
+/// Every producer not yet dropped, so that the interpreter's exit can deliver what they hold.
+static LIVE: Mutex<Vec<Registered>> = Mutex::new(Vec::new());
+
+fn register(inner: &Arc<Mutex<Option<kinesis_producer::Producer>>>, tracker: &Arc<Tracker>) {
+    let mut live = LIVE.lock().expect("not poisoned");
+    live.retain(|(inner, _)| inner.strong_count() > 0);
+    live.push((Arc::downgrade(inner), tracker.clone()));
+}
+
+/// Shuts `inner`'s producer down, if it is still open, and waits (GIL released) until every
+/// record put before has its outcome and its future is resolved.
+fn close(
+    py: Python<'_>,
+    inner: &Mutex<Option<kinesis_producer::Producer>>,
+    tracker: &Arc<Tracker>,
+) -> PyResult<()> {
+    let Some(producer) = inner.lock().expect("not poisoned").take() else {
+        return Ok(());
+    };
+    let tracker = tracker.clone();
+    let target = tracker.next();
+    wait(py, async move {
+        let _ = producer.shutdown().await;
+        tracker.wait_until(target).await;
+    })
+}
+
+/// Closes every producer still open: `kinesis_rs` registers it with `atexit`, so records put
+/// without a `close()` are still delivered (or fail, resolving their futures) before the
+/// interpreter exits.
+#[pyfunction]
+pub(crate) fn close_all_producers(py: Python<'_>) -> PyResult<()> {
+    let live = std::mem::take(&mut *LIVE.lock().expect("not poisoned"));
+    for (inner, tracker) in live {
+        if let Some(inner) = inner.upgrade() {
+            close(py, &inner, &tracker)?;
+        }
+    }
+    Ok(())
 }
 
 impl Producer {
@@ -348,11 +396,16 @@ impl Producer {
                 .await
         })?;
         match built {
-            Ok(producer) => Ok(Producer {
-                stream_name,
-                inner: Mutex::new(Some(producer)),
-                tracker: Arc::default(),
-            }),
+            Ok(producer) => {
+                let inner = Arc::new(Mutex::new(Some(producer)));
+                let tracker = Arc::default();
+                register(&inner, &tracker);
+                Ok(Producer {
+                    stream_name,
+                    inner,
+                    tracker,
+                })
+            }
             Err(BuildError::Config(err)) => Err(errors::invalid_config(err)),
             Err(BuildError::StreamNotFound { stream }) => Err(errors::raise(
                 py,
@@ -447,15 +500,7 @@ impl Producer {
     /// Refuses new records, delivers every buffered one (each future resolves: put, expired or
     /// failed), then stops. Idempotent.
     fn close(&self, py: Python<'_>) -> PyResult<()> {
-        let Some(producer) = self.inner.lock().expect("not poisoned").take() else {
-            return Ok(());
-        };
-        let tracker = self.tracker.clone();
-        let target = tracker.next();
-        wait(py, async move {
-            let _ = producer.shutdown().await;
-            tracker.wait_until(target).await;
-        })
+        close(py, &self.inner, &self.tracker)
     }
 
     /// The stream this producer writes to.

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import concurrent.futures
 import socket
+import subprocess
+import sys
+import textwrap
 import threading
 import time
 
@@ -92,7 +96,6 @@ def test_data_may_be_bytes_like_or_str(kinesis_endpoint):
         results = [f.result(timeout=30) for f in futures]
     iterator = kinesis("GetShardIterator", {"StreamName": stream, "ShardId": results[0].shard_id,
                                             "ShardIteratorType": "TRIM_HORIZON"})["ShardIterator"]
-    import base64
     data = sorted(base64.b64decode(r["Data"]) for r in kinesis("GetRecords", {"ShardIterator": iterator})["Records"])
     assert data == [b"ba", b"mv", b"text"]
 
@@ -201,3 +204,32 @@ def test_put_async(kinesis_endpoint):
 
     results = asyncio.run(main())
     assert len(results) == 50 and all(r.shard_id == "shardId-000000000000" for r in results)
+
+
+def test_records_put_without_close_are_delivered_when_the_interpreter_exits(kinesis_endpoint):
+    stream = create_stream(shards=1)
+    # A long buffering time: only the exit hook sends these. The script's own exit handler is
+    # registered before kinesis_rs is imported, so it runs after kinesis_rs's (LIFO) and sees
+    # whether every future was resolved by then.
+    script = textwrap.dedent(
+        f"""
+        import atexit
+        futures = []
+        atexit.register(lambda: print("resolved", sum(f.done() and f.exception() is None
+                                                      for f in futures), flush=True))
+        import kinesis_rs
+        p = kinesis_rs.Producer({stream!r}, region={REGION!r}, endpoint_url={kinesis_endpoint!r},
+                                RecordMaxBufferedTime=60_000, AggregationEnabled=False)
+        futures.extend(p.put(f"k{{i}}", f"record {{i}}") for i in range(200))
+        """
+    )
+    run = subprocess.run([sys.executable, "-c", script], check=True, timeout=60,
+                         capture_output=True, text=True)
+    assert run.stdout.split() == ["resolved", "200"], run.stdout + run.stderr
+    shard = kinesis("ListShards", {"StreamName": stream})["Shards"][0]["ShardId"]
+    iterator = kinesis("GetShardIterator", {"StreamName": stream, "ShardId": shard,
+                                            "ShardIteratorType": "TRIM_HORIZON"})["ShardIterator"]
+    stored = kinesis("GetRecords", {"ShardIterator": iterator})["Records"]
+    assert sorted(base64.b64decode(r["Data"]) for r in stored) == sorted(
+        f"record {i}".encode() for i in range(200)
+    )

@@ -6,6 +6,8 @@
   processors follow amazon-kclpy v3's ``RecordProcessorBase`` (see ``kinesis_rs.kcl``).
 """
 
+import atexit
+
 from kinesis_rs._native import (
     Attempt,
     Checkpointer,
@@ -19,6 +21,7 @@ from kinesis_rs._native import (
     ShardEndedInput,
     ShutdownRequestedInput,
 )
+from kinesis_rs._native import close_all_producers as _native_close_all_producers
 from kinesis_rs.errors import (
     CheckpointError,
     KinesisError,
@@ -32,6 +35,9 @@ from kinesis_rs.errors import (
     StreamNotFound,
     UserRecord,
 )
+
+# Records put without a close() are delivered (or fail, resolving their futures) at exit.
+atexit.register(_native_close_all_producers)
 
 __all__ = [
     "Attempt",

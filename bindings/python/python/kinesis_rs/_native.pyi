@@ -209,3 +209,6 @@ class Scheduler:
         exc_value: BaseException | None,
         traceback: TracebackType | None,
     ) -> bool: ...
+
+def close_all_producers() -> None:
+    """Closes every producer still open (registered with ``atexit`` by ``kinesis_rs``)."""
