@@ -16,7 +16,7 @@ use kinesis_consumer::retrieval::{
 use kinesis_consumer::{Position, Record};
 use kinesis_test_support::cutter::{ConnectionCutter, Ending};
 use kinesis_test_support::{
-    KinesisServer, create_stream, kinesis_client, sdk_config, unique_name, wait_for_stream,
+    KinesisServer, create_stream, kinesis_client, sdk_config, split_shard, unique_name,
 };
 
 fn quick() -> FanOutConfig {
@@ -255,15 +255,7 @@ async fn a_closed_shard_ends_with_its_children() {
     );
     let (mut records, end) = read(&mut fetcher, 300).await;
     assert!(end.is_none());
-    client
-        .split_shard()
-        .stream_name(&stream)
-        .shard_to_split("shardId-000000000000")
-        .new_starting_hash_key((u128::MAX / 2).to_string())
-        .send()
-        .await
-        .unwrap();
-    wait_for_stream(&client, &stream).await;
+    split_shard(&client, &stream, "shardId-000000000000", u128::MAX / 2).await;
     let (rest, end) = read(&mut fetcher, usize::MAX).await;
     records.extend(rest);
     let children = end.expect("the shard end").shard_end.unwrap();

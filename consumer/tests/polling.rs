@@ -12,7 +12,7 @@ use kinesis_consumer::{Position, Record};
 use kinesis_producer::Producer;
 use kinesis_test_support::proxy::{FaultKind, FaultProxy, Faults, GetRecordsFaults};
 use kinesis_test_support::{
-    KinesisServer, create_stream, kinesis_client, sdk_config, unique_name, wait_for_stream,
+    KinesisServer, create_stream, kinesis_client, sdk_config, split_shard, unique_name,
 };
 
 fn fast() -> PollingConfig {
@@ -195,15 +195,7 @@ async fn resuming_inside_an_aggregate_delivers_exactly_the_rest() {
 async fn a_split_parent_ends_with_its_children() {
     for server in KinesisServer::ALL {
         let (client, stream) = stream_with_records(server, 300, 2_000).await;
-        client
-            .split_shard()
-            .stream_name(&stream)
-            .shard_to_split("shardId-000000000000")
-            .new_starting_hash_key((u128::MAX / 2).to_string())
-            .send()
-            .await
-            .unwrap();
-        wait_for_stream(&client, &stream).await;
+        split_shard(&client, &stream, "shardId-000000000000", u128::MAX / 2).await;
         let mut fetcher = ShardFetcher::start(
             client,
             Arc::from(stream.as_str()),

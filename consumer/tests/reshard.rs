@@ -13,8 +13,8 @@ use kinesis_consumer::lease::{DynamoLeaseStore, LeaseStore};
 use kinesis_consumer::{InitialPosition, Scheduler};
 use kinesis_producer::Producer;
 use kinesis_test_support::{
-    DynamoDbServer, KinesisServer, create_stream, dynamodb_client, kinesis_client, unique_name,
-    wait_for_stream,
+    DynamoDbServer, KinesisServer, create_stream, dynamodb_client, kinesis_client, split_shard,
+    unique_name, wait_for_stream,
 };
 
 in_both_modes!(parents_are_finished_before_children_through_a_split_and_a_merge);
@@ -80,15 +80,7 @@ async fn parents_are_finished_before_children_through_a_split_and_a_merge(mode: 
                 first.starting_hash_key().parse().unwrap(),
                 first.ending_hash_key().parse().unwrap(),
             );
-            kinesis
-                .split_shard()
-                .stream_name(&stream)
-                .shard_to_split(parent)
-                .new_starting_hash_key((start + (end - start) / 2).to_string())
-                .send()
-                .await
-                .unwrap();
-            wait_for_stream(&kinesis, &stream).await;
+            split_shard(&kinesis, &stream, parent, start + (end - start) / 2).await;
             producer = new_producer().await;
         }
         if round == 2 * rounds / 3 {

@@ -692,15 +692,7 @@ async fn shard_ended_is_checkpointed_and_the_children_follow() {
         async move { done }
     })
     .await;
-    kinesis
-        .split_shard()
-        .stream_name(&stream)
-        .shard_to_split(&parent)
-        .new_starting_hash_key((1u128 << 127).to_string())
-        .send()
-        .await
-        .expect("SplitShard");
-    kinesis_test_support::wait_for_stream(&kinesis, &stream).await;
+    kinesis_test_support::split_shard(&kinesis, &stream, &parent, 1u128 << 127).await;
     let after = put_many(&kinesis, &stream, "after", 10).await;
     let children = last_per_shard(&after);
     assert_eq!(children.len(), 2, "{after:?}");

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use kinesis_producer::{Producer, UserRecord};
 use kinesis_test_support::{
-    KinesisServer, create_stream, kinesis_client, unique_name, wait_for_stream,
+    KinesisServer, create_stream, kinesis_client, split_shard, unique_name,
 };
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -33,15 +33,7 @@ async fn a_split_during_production_loses_nothing_and_the_map_follows() {
     let mut handles = Vec::new();
     for i in 0..total {
         if i == total / 3 {
-            client
-                .split_shard()
-                .stream_name(&stream)
-                .shard_to_split(parent.shard_id())
-                .new_starting_hash_key(middle.to_string())
-                .send()
-                .await
-                .expect("SplitShard");
-            wait_for_stream(&client, &stream).await;
+            split_shard(&client, &stream, parent.shard_id(), middle).await;
         }
         let record = UserRecord::new(format!("key-{i}"), format!("value {i}")).unwrap();
         records.push(record.clone());

@@ -175,6 +175,25 @@ pub async fn create_stream(client: &aws_sdk_kinesis::Client, name: &str, shards:
     wait_for_stream(client, name).await;
 }
 
+/// Splits `shard` at `new_starting_hash_key` (the second child's first hash key) and waits until
+/// the stream is ACTIVE again.
+pub async fn split_shard(
+    client: &aws_sdk_kinesis::Client,
+    stream: &str,
+    shard: &str,
+    new_starting_hash_key: u128,
+) {
+    client
+        .split_shard()
+        .stream_name(stream)
+        .shard_to_split(shard)
+        .new_starting_hash_key(new_starting_hash_key.to_string())
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("SplitShard {stream}/{shard}: {e:?}"));
+    wait_for_stream(client, stream).await;
+}
+
 /// Waits (up to 30 s) until the stream is ACTIVE.
 pub async fn wait_for_stream(client: &aws_sdk_kinesis::Client, name: &str) {
     for _ in 0..300 {
