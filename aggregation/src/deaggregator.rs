@@ -9,6 +9,7 @@ use std::ops::Range;
 use bytes::Bytes;
 use md5::{Digest, Md5};
 
+use crate::key::HashKey;
 use crate::record::KinesisRecord;
 use crate::wire::{Reader, WIRE_LEN, WIRE_VARINT, WireError};
 use crate::{DIGEST_SIZE, MAGIC};
@@ -130,6 +131,18 @@ pub struct SubRecordRef<'a> {
     pub data: &'a [u8],
     /// Its index in the aggregate.
     pub sub_sequence_number: u64,
+}
+
+impl SubRecordRef<'_> {
+    /// The hash key that routes this record: its explicit hash key, else the MD5 of its partition
+    /// key (what a KCL checks against the shard's range); `None` when the explicit hash key is not
+    /// a decimal in `0..2^128`.
+    pub fn hash_key(&self) -> Option<HashKey> {
+        match self.explicit_hash_key {
+            Some(key) => key.parse().ok(),
+            None => Some(HashKey::of_partition_key(self.partition_key)),
+        }
+    }
 }
 
 impl<'a> AggregateView<'a> {

@@ -254,6 +254,9 @@ pub async fn tail(args: TailArgs, connection: &Connection) -> Result<(), Failure
             stream.clone(),
             shard.clone(),
             start.clone(),
+            // Everything stored, as stored: a stale aggregate a KCL would drop after a reshard
+            // (see `deliver_aggregates_outside_shard_range`) is shown too.
+            None,
             polling.clone(),
         );
         let sender = sender.clone();

@@ -21,3 +21,7 @@ pub const LEASES_LOST: &str = "LeasesLost";
 pub const RENEW_LEASE_SUCCESS: &str = "RenewLease.Success";
 /// Counter: failed lease renewals.
 pub const RENEW_LEASE_FAILURE: &str = "RenewLease.Failure";
+/// Counter: user records not delivered because their aggregate held a record outside the shard's
+/// hash-key range (built before a reshard and put again by a KPL-style producer; the Java KCL drops
+/// such aggregates too).
+pub const RECORDS_OUTSIDE_SHARD_RANGE: &str = "RecordsOutsideShardRange";

@@ -80,6 +80,7 @@ pub struct SchedulerBuilder {
     retrieval: RetrievalConfig,
     shard_sync_interval: Duration,
     parent_poll_interval: Duration,
+    deliver_outside_shard_range: bool,
     store: Option<Arc<dyn LeaseStore>>,
 }
 
@@ -127,6 +128,22 @@ impl SchedulerBuilder {
     /// parents are finished.
     pub fn parent_poll_interval(mut self, interval: Duration) -> Self {
         self.parent_poll_interval = interval;
+        self
+    }
+
+    /// Delivers the records of aggregates that hold a user record outside the shard's hash-key
+    /// range (default false: such an aggregate is dropped whole, as the Java KCL drops it).
+    ///
+    /// After a split or merge, an aggregate built for the parent may land on a child that does not
+    /// own all its records. The KPL and `kinesis-producer` put those records again, so delivering
+    /// the stale aggregate would deliver them twice; a producer that does not put them again
+    /// (hand-made aggregates, `aws-kinesis-agg` with explicit hash keys of its own) needs this
+    /// set, or its records are lost to every KCL. Dropped records are counted in
+    /// [`metrics::RECORDS_OUTSIDE_SHARD_RANGE`](crate::metrics::RECORDS_OUTSIDE_SHARD_RANGE) and
+    /// logged once per shard. The check needs the lease's hash-key range (written by shard sync,
+    /// as the Java KCL writes it); a lease without one is read unchecked.
+    pub fn deliver_aggregates_outside_shard_range(mut self, deliver: bool) -> Self {
+        self.deliver_outside_shard_range = deliver;
         self
     }
 
@@ -181,6 +198,7 @@ impl SchedulerBuilder {
             retrieval,
             shard_sync_interval: self.shard_sync_interval,
             parent_poll_interval: self.parent_poll_interval,
+            deliver_outside_shard_range: self.deliver_outside_shard_range,
             store,
             factory: Arc::new(factory),
         })
@@ -198,6 +216,7 @@ pub struct Scheduler<F> {
     retrieval: Retrieval,
     shard_sync_interval: Duration,
     parent_poll_interval: Duration,
+    deliver_outside_shard_range: bool,
     store: Arc<dyn LeaseStore>,
     factory: Arc<F>,
 }
@@ -254,6 +273,7 @@ impl Scheduler<()> {
             retrieval: RetrievalConfig::default(),
             shard_sync_interval: Duration::from_secs(60),
             parent_poll_interval: Duration::from_secs(10),
+            deliver_outside_shard_range: false,
             store: None,
         }
     }
@@ -565,6 +585,7 @@ impl<F: RecordProcessorFactory> Worker<'_, F> {
                 kinesis: self.scheduler.kinesis.clone(),
                 stream: self.scheduler.stream.clone(),
                 retrieval: self.scheduler.retrieval.clone(),
+                check_shard_range: !self.scheduler.deliver_outside_shard_range,
                 initial_timestamp: match self.scheduler.initial_position {
                     InitialPosition::AtTimestamp(at) => Some(at),
                     _ => None,
@@ -617,12 +638,16 @@ impl<F: RecordProcessorFactory> Worker<'_, F> {
     /// Creates the leases of an ended shard's children (from `ChildShards`, or `ListShards` when the
     /// server did not name them) and records them on the parent.
     async fn create_children(&self, parent: &ShardId, children: Vec<ChildShard>) {
-        let children: Vec<(ShardId, Vec<ShardId>)> = if children.is_empty() {
+        let children: Vec<ChildShard> = if children.is_empty() {
             match list_shards(&self.scheduler.kinesis, &self.scheduler.stream).await {
                 Ok(shards) => shards
                     .into_iter()
                     .filter(|s| s.parents.contains(parent))
-                    .map(|s| (s.shard_id, s.parents))
+                    .map(|s| ChildShard {
+                        shard_id: s.shard_id,
+                        parent_shards: s.parents,
+                        hash_key_range: s.hash_key_range,
+                    })
                     .collect(),
                 Err(error) => {
                     tracing::warn!(%parent, %error, "children not found now; the shard sync will add them");
@@ -631,13 +656,16 @@ impl<F: RecordProcessorFactory> Worker<'_, F> {
             }
         } else {
             children
-                .into_iter()
-                .map(|c| (c.shard_id, c.parent_shards))
-                .collect()
         };
-        for (child, parents) in &children {
-            let lease =
+        for ChildShard {
+            shard_id: child,
+            parent_shards: parents,
+            hash_key_range,
+        } in &children
+        {
+            let mut lease =
                 Lease::new(child.clone(), Checkpoint::TrimHorizon).with_parents(parents.clone());
+            lease.hash_key_range = *hash_key_range;
             match self.store().create_if_absent(&lease).await {
                 Ok(_) => tracing::info!(%child, %parent, "child lease created"),
                 Err(error) if error.is_condition_failed() => {}
@@ -646,7 +674,7 @@ impl<F: RecordProcessorFactory> Worker<'_, F> {
                 }
             }
         }
-        let ids: Vec<ShardId> = children.into_iter().map(|(c, _)| c).collect();
+        let ids: Vec<ShardId> = children.into_iter().map(|c| c.shard_id).collect();
         if let Err(error) = self.store().update_child_shards(parent, &ids).await {
             tracing::debug!(%parent, %error, "recording the child shards failed");
         }
@@ -698,7 +726,10 @@ impl<F: RecordProcessorFactory> Worker<'_, F> {
         let listed: HashSet<&ShardId> = shards.iter().map(|s| &s.shard_id).collect();
         let finished = finished_ancestors(&shards, &known);
         for ShardInfo {
-            shard_id, parents, ..
+            shard_id,
+            parents,
+            hash_key_range,
+            ..
         } in &shards
         {
             // A closed shard stays listed for the retention period after its finished lease was
@@ -714,13 +745,15 @@ impl<F: RecordProcessorFactory> Worker<'_, F> {
             } else {
                 self.scheduler.initial_position.checkpoint()
             };
-            let lease = Lease::new(shard_id.clone(), checkpoint).with_parents(
+            let mut lease = Lease::new(shard_id.clone(), checkpoint).with_parents(
                 parents
                     .iter()
                     .filter(|p| known.contains(p) || listed.contains(p))
                     .cloned()
                     .collect::<Vec<_>>(),
             );
+            // As the Java KCL: the range is what the shard's aggregates are checked against.
+            lease.hash_key_range = *hash_key_range;
             match self.store().create_if_absent(&lease).await {
                 Ok(_) => tracing::info!(shard = %shard_id, "lease created"),
                 Err(error) if error.is_condition_failed() => {}
@@ -753,6 +786,7 @@ mod tests {
             shard_id: ShardId::from(id),
             parents: parents.iter().map(|p| ShardId::from(*p)).collect(),
             open,
+            hash_key_range: None,
         }
     }
 

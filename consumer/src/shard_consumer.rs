@@ -39,6 +39,8 @@ pub(crate) struct ShardConsumer<P> {
     pub kinesis: aws_sdk_kinesis::Client,
     pub stream: Arc<str>,
     pub retrieval: Retrieval,
+    /// Whether aggregates are checked against the lease's hash-key range (the Java KCL's rule).
+    pub check_shard_range: bool,
     pub initial_timestamp: Option<SystemTime>,
     pub shutdown: watch::Receiver<bool>,
 }
@@ -50,10 +52,14 @@ const PROCESSOR_MAX_BACKOFF: Duration = Duration::from_secs(10);
 impl<P: RecordProcessor> ShardConsumer<P> {
     pub async fn run(mut self) -> ShardOutcome {
         let shard = self.held.shard.clone();
-        let (checkpoint, pending) = {
+        let (checkpoint, pending, range) = {
             let lease = self.held.lease.lock().await;
             match lease.as_ref() {
-                Some(lease) => (lease.checkpoint.clone(), lease.pending_checkpoint.clone()),
+                Some(lease) => (
+                    lease.checkpoint.clone(),
+                    lease.pending_checkpoint.clone(),
+                    lease.hash_key_range,
+                ),
                 None => return ShardOutcome::LeaseLost,
             }
         };
@@ -84,6 +90,7 @@ impl<P: RecordProcessor> ShardConsumer<P> {
             self.stream.clone(),
             shard.clone(),
             start,
+            range.filter(|_| self.check_shard_range),
         );
         let mut lost = self.held.lost.subscribe();
         let mut shutdown = self.shutdown.clone();

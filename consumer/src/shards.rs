@@ -4,6 +4,9 @@
 use aws_sdk_kinesis::error::{DisplayErrorContext, ProvideErrorMetadata};
 use kinesis_aggregation::ShardId;
 
+use crate::lease::HashKeyRange;
+use crate::retrieval::hash_key_range;
+
 /// One shard as `ListShards` describes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ShardInfo {
@@ -13,6 +16,8 @@ pub struct ShardInfo {
     pub parents: Vec<ShardId>,
     /// Whether it is still open (no ending sequence number).
     pub open: bool,
+    /// Its hash-key range (`None` if the server gave none that parses).
+    pub hash_key_range: Option<HashKeyRange>,
 }
 
 /// Every shard of `stream`, open or closed, following `NextToken`.
@@ -49,6 +54,7 @@ pub async fn list_shards(
                 open: shard
                     .sequence_number_range()
                     .is_none_or(|r| r.ending_sequence_number().is_none()),
+                hash_key_range: shard.hash_key_range().and_then(hash_key_range),
             });
         }
         next_token = page.next_token().map(str::to_owned);

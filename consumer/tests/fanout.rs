@@ -115,6 +115,7 @@ async fn every_record_once_in_order_across_cut_connections() {
         consumer_arn,
         first_shard(),
         StartingPosition::TrimHorizon,
+        None,
         quick(),
     );
     let (mut records, end) = read(&mut fetcher, 600).await;
@@ -160,6 +161,7 @@ async fn every_record_once_in_order_across_subscriptions_the_server_ends() {
         consumer_arn,
         first_shard(),
         StartingPosition::TrimHorizon,
+        None,
         quick(),
     );
     let (mut records, _) = read(&mut fetcher, 300).await;
@@ -188,6 +190,7 @@ async fn a_checkpoint_inside_an_aggregate_resumes_at_the_next_sub_record() {
         consumer_arn.clone(),
         first_shard(),
         StartingPosition::TrimHorizon,
+        None,
         quick(),
     );
     let (all, _) = read(&mut fetcher, 300).await;
@@ -203,6 +206,7 @@ async fn a_checkpoint_inside_an_aggregate_resumes_at_the_next_sub_record() {
         consumer_arn,
         first_shard(),
         StartingPosition::After(checkpoint),
+        None,
         quick(),
     );
     let (rest, _) = read(&mut fetcher, 300 - inside - 1).await;
@@ -220,6 +224,7 @@ async fn a_slow_reader_loses_nothing() {
         consumer_arn,
         first_shard(),
         StartingPosition::TrimHorizon,
+        None,
         config,
     );
     // Ten events' worth of records while nobody reads: the queue holds one event, the rest
@@ -251,6 +256,7 @@ async fn a_closed_shard_ends_with_its_children() {
         consumer_arn,
         first_shard(),
         StartingPosition::TrimHorizon,
+        None,
         quick(),
     );
     let (mut records, end) = read(&mut fetcher, 300).await;

@@ -86,6 +86,7 @@ async fn reads_every_record_once_in_order_on_both_servers() {
             Arc::from(stream.as_str()),
             first_shard(),
             StartingPosition::TrimHorizon,
+            None,
             fast(),
         );
         let records = read_all(&mut fetcher).await;
@@ -127,6 +128,7 @@ async fn expired_iterators_and_throttling_skip_nothing_and_repeat_nothing() {
         Arc::from(stream.as_str()),
         first_shard(),
         StartingPosition::TrimHorizon,
+        None,
         config,
     );
     let records = read_all(&mut fetcher).await;
@@ -148,6 +150,7 @@ async fn resuming_inside_an_aggregate_delivers_exactly_the_rest() {
         stream.clone(),
         first_shard(),
         StartingPosition::TrimHorizon,
+        None,
         fast(),
     );
     let all = read_all(&mut fetcher).await;
@@ -167,6 +170,7 @@ async fn resuming_inside_an_aggregate_delivers_exactly_the_rest() {
             stream.clone(),
             first_shard(),
             StartingPosition::After(position),
+            None,
             fast(),
         );
         let rest = read_all(&mut fetcher).await;
@@ -186,6 +190,7 @@ async fn resuming_inside_an_aggregate_delivers_exactly_the_rest() {
         stream,
         first_shard(),
         StartingPosition::After(beyond),
+        None,
         fast(),
     );
     assert!(read_all(&mut fetcher).await.is_empty());
@@ -201,6 +206,7 @@ async fn a_split_parent_ends_with_its_children() {
             Arc::from(stream.as_str()),
             first_shard(),
             StartingPosition::TrimHorizon,
+            None,
             fast(),
         );
         let mut records = Vec::new();

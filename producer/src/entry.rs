@@ -7,12 +7,14 @@ use std::time::{Duration, SystemTime};
 use backon::{BackoffBuilder, ExponentialBackoff, ExponentialBuilder};
 use bytes::Bytes;
 use kinesis_aggregation::{
-    AggregateView, Aggregator, KinesisRecord, SequenceNumber, ShardId, UnsealedRecord, UserRecord,
+    AggregateView, Aggregator, HashKey, KinesisRecord, SequenceNumber, ShardId, UnsealedRecord,
+    UserRecord,
 };
 use tokio::time::Instant;
 
 use crate::completion::Slot;
 use crate::outcome::{Attempt, AttemptError, PutError, PutOutcome};
+use crate::shard_map::ShardMap;
 
 /// What a record's slot holds once it is resolved. Kept to 16 bytes because there is one per
 /// outstanding record: a success points at the outcome its Kinesis record shares with its other
@@ -120,6 +122,9 @@ pub(crate) struct Entry {
     /// attempt's `delay`.
     pub last_event: Instant,
     pub backoff: Option<ExponentialBackoff>,
+    /// Where an aggregate went that the map did not predict (its last attempt): kept while the
+    /// pipeline waits for a map that tells whether that shard owns all its records.
+    pub landed: Option<(ShardId, SequenceNumber)>,
 }
 
 /// What an [`Entry`] is made of, besides its timing.
@@ -158,6 +163,14 @@ impl Entry {
             attempts: Vec::new(),
             last_event: oldest,
             backoff: None,
+            landed: None,
+        }
+    }
+
+    /// Marks the last attempt as a success after all.
+    pub fn clear_last_error(&mut self) {
+        if let Some(attempt) = self.attempts.last_mut() {
+            attempt.error = None;
         }
     }
 
@@ -288,22 +301,10 @@ impl Entry {
             return (Some(self), Expired::default());
         }
         let records = self.user_records();
-        let Entry {
-            aggregated,
-            predicted,
-            members,
-            epoch,
-            oldest,
-            attempts,
-            last_event,
-            backoff,
-            send_by,
-            not_before,
-            ..
-        } = self;
+        let oldest = self.oldest;
         let mut alive = Vec::new();
         let mut dead = Vec::new();
-        for (member, record) in members.into_iter().zip(records) {
+        for (member, record) in std::mem::take(&mut self.members).into_iter().zip(records) {
             if member.expires(oldest) > now {
                 alive.push((member, record));
             } else {
@@ -312,15 +313,55 @@ impl Entry {
         }
         let dead = Expired {
             members: dead,
-            attempts: attempts.clone(),
-            epoch,
+            attempts: self.attempts.clone(),
+            epoch: self.epoch,
         };
         if alive.is_empty() {
             return (None, dead);
         }
-        let (members, records): (Vec<Member>, Vec<UserRecord>) = alive.into_iter().unzip();
+        let predicted = self.predicted.take();
+        let backoff = self.backoff.take();
+        let mut entry = self.rebuilt(predicted, alive, aggregation_max_size);
+        entry.backoff = backoff;
+        (Some(entry), dead)
+    }
+
+    /// Splits the entry by the shard `map` gives each of its user records: one entry per shard,
+    /// its records in their order here, each with the attempts made so far and due at once (a
+    /// record that went to the wrong shard waited for the map, not for a backoff).
+    ///
+    /// After a split or merge an aggregate built for a closed shard may hold records of two
+    /// children; wherever it lands, a KCL drops it whole (a member outside the shard's range), so
+    /// its records go again, grouped anew.
+    pub fn split_by(mut self, map: &ShardMap, aggregation_max_size: usize) -> Vec<Entry> {
+        let records = self.user_records();
+        let members = std::mem::take(&mut self.members);
+        let mut groups: Vec<(ShardId, Vec<(Member, UserRecord)>)> = Vec::new();
+        for (member, record) in members.into_iter().zip(records) {
+            let shard = map.shard_for(record.hash_key());
+            match groups.iter_mut().find(|(s, _)| s == shard) {
+                Some((_, group)) => group.push((member, record)),
+                None => groups.push((shard.clone(), vec![(member, record)])),
+            }
+        }
+        self.not_before = self.oldest;
+        groups
+            .into_iter()
+            .map(|(shard, group)| self.rebuilt(Some(shard), group, aggregation_max_size))
+            .collect()
+    }
+
+    /// An entry of `records` (a subset of this one's, in order) with this entry's flush epoch,
+    /// timing and attempts; aggregated when this one was and more than one record is left.
+    fn rebuilt(
+        &self,
+        predicted: Option<ShardId>,
+        records: Vec<(Member, UserRecord)>,
+        aggregation_max_size: usize,
+    ) -> Entry {
+        let (members, records): (Vec<Member>, Vec<UserRecord>) = records.into_iter().unzip();
         let size = records.iter().map(|r| record_size(r) as usize).sum();
-        let (record, aggregated) = if aggregated {
+        let (record, aggregated) = if self.aggregated && records.len() > 1 {
             let mut aggregator =
                 Aggregator::new(aggregation_max_size, u64::MAX).expect("valid limits");
             for r in &records {
@@ -328,27 +369,41 @@ impl Entry {
                     .try_add(r)
                     .expect("a subset of an aggregate fits");
             }
-            let sole = records.len() == 1;
-            (aggregator.finish().expect("not empty"), !sole)
+            (aggregator.finish().expect("not empty"), true)
         } else {
             (plain_kinesis_record(&records[0]), false)
         };
-        let entry = Entry {
+        Entry {
             payload: Payload::Sealed(record),
             aggregated,
             predicted,
-            earliest_expiry: earliest_expiry(&members, oldest),
+            earliest_expiry: earliest_expiry(&members, self.oldest),
             members,
-            epoch,
+            epoch: self.epoch,
             size,
-            oldest,
-            send_by,
-            not_before,
-            attempts,
-            last_event,
-            backoff,
-        };
-        (Some(entry), dead)
+            oldest: self.oldest,
+            send_by: self.send_by,
+            not_before: self.not_before,
+            attempts: self.attempts.clone(),
+            last_event: self.last_event,
+            backoff: None,
+            landed: None,
+        }
+    }
+
+    /// Whether every user record's hash key is in `start..=end`: where a KCL reading the shard of
+    /// that range keeps this Kinesis record.
+    pub fn fits_range(&mut self, start: HashKey, end: HashKey) -> bool {
+        let aggregated = self.aggregated;
+        let record = self.seal();
+        if !aggregated {
+            return true;
+        }
+        let view = AggregateView::parse(&record.data).expect("our own aggregates parse");
+        view.records().all(|sub| {
+            sub.hash_key()
+                .is_some_and(|key| (start..=end).contains(&key))
+        })
     }
 }
 

@@ -21,8 +21,14 @@
 //!   record; each handle reads its own from a slot in a block of 64 ([`PutHandle`]).
 //! - Records are routed by MD5 of the partition key (or the explicit hash key) through the
 //!   stream's shard map and aggregated per predicted shard; each aggregate carries its first
-//!   record's hash key as explicit hash key, so it lands where predicted. A record that lands on
-//!   another shard (a child after a split) is a success, and the map is listed again.
+//!   record's hash key as explicit hash key, so it lands where predicted. After a split or merge
+//!   the map is stale: a single record that lands on another shard (a child) is a success, and the
+//!   map is listed again; an aggregate that lands on a shard not owning all its records is not
+//!   (a KCL drops it there whole), so its records wait for the new map and go again, grouped by
+//!   it, as the KPL's "Wrong Shard" retries do (metric [`metrics::WRONG_SHARD`]). Queued
+//!   aggregates of a closed shard are split by the new map before they are sent. Without a map
+//!   (`ListShards` failing at start) records go on their own within one shard's rate limits, and
+//!   the listing is retried after 1 s doubling to 30 s.
 //! - `PutRecords` failures are retried per entry (`FailedRecordCount`, `ErrorCode`); whole-request
 //!   failures (throttling, 5xx, timeouts, resets) retry the whole request. A record not put within
 //!   `RecordTtl` fails with [`PutError::Expired`], which gives the record back with every attempt.

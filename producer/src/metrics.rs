@@ -33,3 +33,8 @@ pub const USER_RECORDS_PER_KINESIS_RECORD: &str = "UserRecordsPerKinesisRecord";
 pub const KINESIS_RECORDS_PER_PUT_RECORDS_REQUEST: &str = "KinesisRecordsPerPutRecordsRequest";
 /// Histogram: user records per `PutRecords` request.
 pub const USER_RECORDS_PER_PUT_RECORDS_REQUEST: &str = "UserRecordsPerPutRecordsRequest";
+/// Counter: user records of aggregates that landed on a shard other than the one predicted (a
+/// child, after a split or merge) and were put again, grouped by the refreshed shard map, as the
+/// KPL does with its "Wrong Shard" retries. Their first copies stay in the stream, where a KCL
+/// drops an aggregate with a member outside its shard's range.
+pub const WRONG_SHARD: &str = "WrongShard";

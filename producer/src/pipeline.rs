@@ -12,6 +12,7 @@ use aws_sdk_kinesis::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_kinesis::operation::put_records::{PutRecordsError, PutRecordsOutput};
 use aws_sdk_kinesis::primitives::Blob;
 use aws_sdk_kinesis::types::PutRecordsRequestEntry;
+use backon::{BackoffBuilder, ExponentialBackoff, ExponentialBuilder};
 use kinesis_aggregation::{Aggregator, HashKey, SequenceNumber, ShardId, UserRecord};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio::time::Instant;
@@ -74,6 +75,12 @@ struct ShardBuffer {
 
 /// Entries waiting to be sent to one shard.
 struct ShardQueue {
+    /// The shard's hash-key range in the map the queue was made with (the whole space for the
+    /// queue of records put before any map was listed).
+    range: (HashKey, HashKey),
+    /// Entries of this shard parked until a map knows where they landed ([`Pipeline::parked`]):
+    /// the shard is closed, so nothing more goes to it.
+    parked: usize,
     /// Failed entries waiting for their backoff; sent before `fresh` ones.
     retries: VecDeque<Entry>,
     fresh: VecDeque<Entry>,
@@ -94,6 +101,12 @@ pub(crate) struct Pipeline {
     permits: Arc<Permits>,
     map: Option<Arc<ShardMap>>,
     map_refreshing: bool,
+    /// Backoff between failed shard-map listings (1 s doubling to 30 s, as the KPL).
+    map_backoff: Option<ExponentialBackoff>,
+    /// Aggregates that landed on a shard the map did not predict, in the order their answers came,
+    /// waiting for a map that knows the shard they went to: their records go again, grouped by
+    /// that map ([`Entry::split_by`]).
+    parked: Vec<Entry>,
     next_map_refresh: Instant,
     last_map_request: Option<Instant>,
     map_tx: mpsc::UnboundedSender<Option<ShardMap>>,
@@ -120,6 +133,20 @@ pub(crate) struct Pipeline {
 pub(crate) const BATCH: usize = 1024;
 /// The shortest gap between two shard-map refreshes caused by unexpected shards.
 const MIN_MAP_REFRESH_GAP: Duration = Duration::from_secs(1);
+/// The backoff after a failed shard-map listing: the KPL's 1 s doubling to 30 s.
+const MAP_RETRY_MIN: Duration = Duration::from_secs(1);
+const MAP_RETRY_MAX: Duration = Duration::from_secs(30);
+/// The error code of an attempt whose aggregate went to an unexpected shard (the KPL's "Wrong
+/// Shard").
+pub(crate) const WRONG_SHARD_CODE: &str = "WrongShard";
+
+/// Where [`Pipeline::enqueue_at`] puts an entry in its shard's queue.
+enum Place {
+    Fresh,
+    Retry,
+    /// Ahead of everything: entries moved from a closed shard's queue.
+    First,
+}
 
 impl Pipeline {
     pub fn new(
@@ -135,7 +162,12 @@ impl Pipeline {
         let (responses_tx, responses_rx) = mpsc::unbounded_channel();
         let now = Instant::now();
         Pipeline {
-            next_map_refresh: now + config.shard_map_refresh_interval,
+            // Without a map, list again at once (then with backoff).
+            next_map_refresh: if map.is_some() {
+                now + config.shard_map_refresh_interval
+            } else {
+                now
+            },
             config,
             stream,
             put_client,
@@ -144,6 +176,8 @@ impl Pipeline {
             permits,
             map: map.map(Arc::new),
             map_refreshing: false,
+            map_backoff: None,
+            parked: Vec::new(),
             last_map_request: None,
             map_tx,
             map_rx,
@@ -191,6 +225,7 @@ impl Pipeline {
                 self.handle_response(id, entries, result);
             }
             let now = Instant::now();
+            self.expire_parked(now);
             self.flush_due_buffers(now);
             self.refresh_map_if_due(now);
             self.dispatch(now);
@@ -246,7 +281,8 @@ impl Pipeline {
         } = incoming;
         self.ledger.admit(self.epoch, 1);
         let expires = arrived + self.config.record_ttl;
-        // Without a shard map, records cannot be grouped by shard: send them on their own.
+        // Without a shard map, records cannot be grouped by shard: they go on their own, within one
+        // shard's rate limits (the queue of `None`), until a map is listed.
         let Some(map) = self
             .map
             .as_ref()
@@ -301,27 +337,39 @@ impl Pipeline {
     }
 
     fn enqueue(&mut self, shard: ShardKey, entry: Entry, retry: bool) {
+        let at = if retry { Place::Retry } else { Place::Fresh };
+        self.enqueue_at(shard, entry, at);
+    }
+
+    fn enqueue_at(&mut self, shard: ShardKey, entry: Entry, at: Place) {
         self.queued_records += 1;
         self.queued_bytes += entry.billed_size();
+        let queue = self.queue(&shard);
+        match at {
+            Place::Fresh => queue.fresh.push_back(entry),
+            Place::Retry => queue.retries.push_back(entry),
+            Place::First => queue.retries.push_front(entry),
+        }
+    }
+
+    /// The queue of `shard`, made if there is none.
+    fn queue(&mut self, shard: &ShardKey) -> &mut ShardQueue {
+        let range = shard
+            .as_ref()
+            .and_then(|s| self.map.as_ref()?.range_of(s))
+            .map_or((HashKey(0), HashKey::MAX), |r| (r.start, r.end));
         let rate_limit = self.config.rate_limit;
-        let queue = self
-            .queues
+        self.queues
             .entry(shard.clone())
             .or_insert_with(|| ShardQueue {
+                range,
+                parked: 0,
                 retries: VecDeque::new(),
                 fresh: VecDeque::new(),
-                // Without a map the shard is unknown, so there is nothing to rate-limit against.
-                limiter: shard
-                    .as_ref()
-                    .map(|_| ShardLimiter::new(rate_limit, Instant::now())),
+                limiter: Some(ShardLimiter::new(rate_limit, Instant::now())),
                 limited_until: None,
                 in_flight: 0,
-            });
-        if retry {
-            queue.retries.push_back(entry);
-        } else {
-            queue.fresh.push_back(entry);
-        }
+            })
     }
 
     /// Finishes the aggregates whose oldest record has waited `RecordMaxBufferedTime`.
@@ -359,11 +407,14 @@ impl Pipeline {
     /// When the pipeline must next look at its timers.
     fn next_wakeup(&self, now: Instant) -> Instant {
         let far = now + Duration::from_secs(3600);
-        let mut wake = if self.closing {
+        let mut wake = if self.closing && self.parked.is_empty() {
             far
         } else {
             self.next_map_refresh.min(far)
         };
+        for entry in &self.parked {
+            wake = wake.min(entry.earliest_expiry);
+        }
         let max_buffered = self.config.record_max_buffered_time;
         for buffer in self.buffers.values() {
             if let Some(first) = buffer.first_arrived {
@@ -450,13 +501,27 @@ impl Pipeline {
             let start = (self.next_request as usize) % shards.len();
             shards.rotate_left(start);
         }
+        let waiting_for_closed = if ordered {
+            self.closed_ranges_in_flight()
+        } else {
+            Vec::new()
+        };
         'shards: for shard in shards {
             let queue = self.queues.get_mut(&shard).expect("listed above");
             if queue.limited_until.is_some_and(|until| until > now) {
                 continue;
             }
             queue.limited_until = None;
-            if ordered && queue.in_flight > 0 {
+            // A shard that an aggregate went past is closed: its entries wait for the new map.
+            if queue.parked > 0 || (ordered && queue.in_flight > 0) {
+                continue;
+            }
+            // In order, a child shard waits for what its closed parent still has in flight.
+            let (start, end) = queue.range;
+            if waiting_for_closed
+                .iter()
+                .any(|&(s, e)| s <= end && start <= e)
+            {
                 continue;
             }
             let mut taken_here = 0;
@@ -617,7 +682,12 @@ impl Pipeline {
             Err(error) => return self.fail_all(entries, request_error(&error), now, started),
         };
         let mut retries: Vec<(ShardKey, Entry)> = Vec::new();
+        let mut astray: Vec<Entry> = Vec::new();
+        let mut touched: Vec<ShardKey> = Vec::new();
         for (mut entry, result) in entries.into_iter().zip(results) {
+            if !touched.contains(&entry.predicted) {
+                touched.push(entry.predicted.clone());
+            }
             let placed = match (
                 &result.error_code,
                 &result.shard_id,
@@ -631,6 +701,20 @@ impl Pipeline {
                 _ => None,
             };
             match placed {
+                Some(Ok((shard_id, sequence))) if self.landed_astray(&mut entry, &shard_id) => {
+                    entry.landed = Some((shard_id.clone(), sequence.clone()));
+                    let error = AttemptError {
+                        code: WRONG_SHARD_CODE.into(),
+                        message: format!(
+                            "the aggregate went to {shard_id} ({sequence}), not to {} as predicted, \
+                             and not all its records are in {shard_id}'s range: a KCL drops it \
+                             there, so its records go again",
+                            entry.predicted.as_ref().map_or("?", ShardId::as_str)
+                        ),
+                    };
+                    entry.end_attempt(now, started, Some(error));
+                    astray.push(entry);
+                }
                 Some(Ok((shard_id, sequence))) => {
                     entry.end_attempt(now, started, None);
                     self.succeed(entry, shard_id, sequence);
@@ -660,6 +744,151 @@ impl Pipeline {
         }
         for (shard, entry) in retries {
             self.enqueue(shard, entry, true);
+        }
+        for entry in astray {
+            self.park(entry);
+        }
+        for shard in touched {
+            self.reroute_if_closed(&shard);
+        }
+    }
+
+    /// Whether `entry`, an aggregate put on `shard`, went to a shard other than the one predicted
+    /// while holding a record outside that shard's range (or a range the map does not know yet):
+    /// a KCL reading `shard` drops such an aggregate whole, so it is not a success.
+    fn landed_astray(&self, entry: &mut Entry, shard: &ShardId) -> bool {
+        if !entry.aggregated || entry.predicted.as_ref().is_none_or(|p| p == shard) {
+            return false;
+        }
+        match self.map.as_ref().and_then(|map| map.range_of(shard)) {
+            Some(range) => !entry.fits_range(range.start, range.end),
+            None => true,
+        }
+    }
+
+    /// Keeps an aggregate that went astray until a map knows the shard it went to.
+    fn park(&mut self, entry: Entry) {
+        self.queue(&entry.predicted).parked += 1;
+        self.parked.push(entry);
+        self.request_map_refresh();
+    }
+
+    /// When the map no longer has `shard` (closed by a split or merge; `None`: records put before
+    /// there was a map), its queue's entries go to the shards the map has now, split by them:
+    /// first those parked (sent earliest), then its retries and fresh ones, ahead of anything
+    /// those shards hold, so each key's records keep their order. In order, a queue with a
+    /// request in flight waits for its answer.
+    fn reroute_if_closed(&mut self, shard: &ShardKey) {
+        let Some(map) = self.map.clone() else { return };
+        if shard.as_ref().is_some_and(|s| map.range_of(s).is_some()) {
+            return;
+        }
+        let ordered = self.config.ordered_per_shard;
+        let Some(queue) = self.queues.get_mut(shard) else {
+            return;
+        };
+        if ordered && queue.in_flight > 0 {
+            return;
+        }
+        let mut batch: Vec<Entry> = Vec::new();
+        let mut landed_well: Vec<Entry> = Vec::new();
+        if queue.parked > 0 {
+            queue.parked = 0;
+            let (mine, others): (Vec<Entry>, Vec<Entry>) = std::mem::take(&mut self.parked)
+                .into_iter()
+                .partition(|e| &e.predicted == shard);
+            self.parked = others;
+            for mut entry in mine {
+                // Where the map now shows that the shard it went to owns all its records (after a
+                // merge, say), it was a success after all.
+                let fits = entry
+                    .landed
+                    .as_ref()
+                    .and_then(|(s, _)| map.range_of(s))
+                    .cloned();
+                if fits.is_some_and(|range| entry.fits_range(range.start, range.end)) {
+                    landed_well.push(entry);
+                } else {
+                    metrics::counter!(m::WRONG_SHARD, "stream" => self.stream.to_string())
+                        .increment(entry.members.len() as u64);
+                    metrics::counter!(m::ERRORS_BY_CODE, "stream" => self.stream.to_string(), "shard" => shard.as_ref().map(ToString::to_string).unwrap_or_default(), "code" => WRONG_SHARD_CODE)
+                        .increment(1);
+                    batch.push(entry);
+                }
+            }
+        }
+        let queue = self.queues.get_mut(shard).expect("looked up above");
+        let queued: Vec<Entry> = queue
+            .retries
+            .drain(..)
+            .chain(queue.fresh.drain(..))
+            .collect();
+        if queue.in_flight == 0 {
+            self.queues.remove(shard);
+        }
+        for entry in queued {
+            self.queued_records -= 1;
+            self.queued_bytes -= entry.billed_size();
+            batch.push(entry);
+        }
+        for mut entry in landed_well {
+            let (shard_id, sequence) = entry.landed.take().expect("kept for this");
+            entry.clear_last_error();
+            self.succeed(entry, shard_id, sequence);
+        }
+        if batch.is_empty() {
+            return;
+        }
+        let max_size = self.config.aggregation_max_size;
+        let mut by_shard: Vec<(ShardId, Vec<Entry>)> = Vec::new();
+        for part in batch.into_iter().flat_map(|e| e.split_by(&map, max_size)) {
+            let to = part.predicted.clone().expect("split by a map");
+            match by_shard.iter_mut().find(|(s, _)| *s == to) {
+                Some((_, parts)) => parts.push(part),
+                None => by_shard.push((to, vec![part])),
+            }
+        }
+        for (to, parts) in by_shard {
+            for part in parts.into_iter().rev() {
+                self.enqueue_at(Some(to.clone()), part, Place::First);
+            }
+        }
+    }
+
+    /// The ranges of closed shards (and of the map-less queue) that still have a request in
+    /// flight or entries parked: in order, the shards overlapping them wait.
+    fn closed_ranges_in_flight(&self) -> Vec<(HashKey, HashKey)> {
+        let Some(map) = self.map.as_ref() else {
+            return Vec::new();
+        };
+        self.queues
+            .iter()
+            .filter(|(shard, q)| {
+                shard.as_ref().is_none_or(|s| map.range_of(s).is_none())
+                    && (q.in_flight > 0 || q.parked > 0)
+            })
+            .map(|(_, q)| q.range)
+            .collect()
+    }
+
+    /// Fails the parked records whose `RecordTtl` has passed; the others wait on.
+    fn expire_parked(&mut self, now: Instant) {
+        if self.parked.iter().all(|e| e.earliest_expiry > now) {
+            return;
+        }
+        let max_size = self.config.aggregation_max_size;
+        for entry in std::mem::take(&mut self.parked) {
+            let predicted = entry.predicted.clone();
+            let (alive, dead) = entry.drop_expired(now, max_size);
+            self.expire(dead);
+            match alive {
+                Some(entry) => self.parked.push(entry),
+                None => {
+                    if let Some(queue) = self.queues.get_mut(&predicted) {
+                        queue.parked -= 1;
+                    }
+                }
+            }
         }
     }
 
@@ -741,19 +970,22 @@ impl Pipeline {
         alive
     }
 
+    /// Lists the shards again soon: now, or `MIN_MAP_REFRESH_GAP` after the last listing.
     fn request_map_refresh(&mut self) {
         let now = Instant::now();
-        if self
+        let earliest = self
             .last_map_request
-            .is_some_and(|t| now < t + MIN_MAP_REFRESH_GAP)
-        {
-            return;
-        }
-        self.next_map_refresh = now;
+            .map_or(now, |t| t + MIN_MAP_REFRESH_GAP)
+            .max(now);
+        self.next_map_refresh = self.next_map_refresh.min(earliest);
     }
 
     fn refresh_map_if_due(&mut self, now: Instant) {
-        if self.map_refreshing || now < self.next_map_refresh || self.closing {
+        // Closing, a map is still needed for parked records.
+        if self.map_refreshing
+            || now < self.next_map_refresh
+            || (self.closing && self.parked.is_empty())
+        {
             return;
         }
         self.map_refreshing = true;
@@ -776,22 +1008,51 @@ impl Pipeline {
 
     fn handle_map(&mut self, map: Option<ShardMap>) {
         self.map_refreshing = false;
-        let Some(map) = map else { return };
+        let Some(map) = map else {
+            // Keep the previous map (and its rate limits); list again after a backoff.
+            let delay = self
+                .map_backoff
+                .get_or_insert_with(|| {
+                    ExponentialBuilder::new()
+                        .with_min_delay(MAP_RETRY_MIN)
+                        .with_max_delay(MAP_RETRY_MAX)
+                        .with_jitter()
+                        .without_max_times()
+                        .build()
+                })
+                .next()
+                .unwrap_or(MAP_RETRY_MAX);
+            self.next_map_refresh = Instant::now() + delay;
+            return;
+        };
+        self.map_backoff = None;
         if self.map.as_deref() == Some(&map) {
+            if !self.parked.is_empty() {
+                // Listed before the shards it went to: ask again.
+                self.request_map_refresh();
+            }
             return;
         }
         tracing::info!(shards = map.len(), "shard map changed");
-        // Aggregates predicted with the old map go out as they are: each lands on the shard that
-        // owns its explicit hash key now.
-        self.finish_all_buffers();
-        let current = |shard: &ShardKey| shard.as_ref().is_some_and(|s| map.range_of(s).is_some());
-        self.buffers
-            .retain(|shard, _| map.range_of(shard).is_some());
-        // Queues of closed shards go once drained; their last entries land on the children.
-        self.queues.retain(|shard, q| {
-            current(shard) || !q.fresh.is_empty() || !q.retries.is_empty() || q.in_flight > 0
-        });
+        // Aggregates of closed shards are finished and split by the new map below.
+        let closed: Vec<ShardId> = self
+            .buffers
+            .keys()
+            .filter(|shard| map.range_of(shard).is_none())
+            .cloned()
+            .collect();
+        for shard in &closed {
+            self.finish_buffer_of(shard.clone());
+            self.buffers.remove(shard);
+        }
         self.map = Some(Arc::new(map));
+        let queues: Vec<ShardKey> = self.queues.keys().cloned().collect();
+        for shard in queues {
+            self.reroute_if_closed(&shard);
+        }
+        if !self.parked.is_empty() {
+            self.request_map_refresh();
+        }
     }
 
     /// Gives resolved records' permits back and answers flushes that are complete.

@@ -120,7 +120,8 @@ impl ProducerBuilder {
     ///
     /// Fails when the configuration is invalid or the stream does not exist. When the shards
     /// cannot be listed for another reason (e.g. `ListShards` is not allowed), the producer starts
-    /// without a shard map and sends records unaggregated until a later refresh succeeds.
+    /// without a shard map: it lists again after 1 s, doubling to 30 s, and meanwhile sends
+    /// records unaggregated within one shard's rate limits.
     pub async fn build(self) -> Result<Producer, BuildError> {
         let ProducerBuilder {
             client,

@@ -7,6 +7,7 @@
 //! never skips.
 
 pub mod cutter;
+pub mod kcl_view;
 pub mod proxy;
 
 use std::collections::HashMap;
@@ -191,6 +192,25 @@ pub async fn split_shard(
         .send()
         .await
         .unwrap_or_else(|e| panic!("SplitShard {stream}/{shard}: {e:?}"));
+    wait_for_stream(client, stream).await;
+}
+
+/// Merges `shard` with `adjacent` (its neighbour in hash-key order) and waits until the stream is
+/// ACTIVE again.
+pub async fn merge_shards(
+    client: &aws_sdk_kinesis::Client,
+    stream: &str,
+    shard: &str,
+    adjacent: &str,
+) {
+    client
+        .merge_shards()
+        .stream_name(stream)
+        .shard_to_merge(shard)
+        .adjacent_shard_to_merge(adjacent)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("MergeShards {stream}/{shard}+{adjacent}: {e:?}"));
     wait_for_stream(client, stream).await;
 }
 

@@ -24,8 +24,9 @@ use tokio::time::Instant;
 
 use super::feed::{Feed, Sender, backoff, code_and_message, is_transient, without_retries};
 use super::polling::{Batch, FetchError, PollingConfig, ShardFetcher};
-use super::records::{child_shards, user_records};
+use super::records::{ShardRangeCheck, UserRecords, child_shards, user_records};
 use super::start::StartingPosition;
+use crate::lease::HashKeyRange;
 use crate::shards::list_shards;
 
 /// Enhanced fan-out options. The defaults follow the Java KCL where it has one.
@@ -276,9 +277,11 @@ impl FanOutFetcher {
         consumer_arn: Arc<str>,
         shard: ShardId,
         start: StartingPosition,
+        range: Option<HashKeyRange>,
         config: FanOutConfig,
     ) -> Self {
         let client = without_retries(&client);
+        let range_check = ShardRangeCheck::new(range, &stream);
         FanOutFetcher(Feed::spawn(config.queued_events, |sender| {
             Subscriber {
                 client,
@@ -286,6 +289,7 @@ impl FanOutFetcher {
                 consumer_arn,
                 shard,
                 start,
+                range_check,
                 continuation: None,
                 last_end_check: Instant::now(),
                 config,
@@ -342,6 +346,7 @@ struct Subscriber {
     shard: ShardId,
     /// Where to (re)subscribe: the starting position, then just after the last record delivered.
     start: StartingPosition,
+    range_check: ShardRangeCheck,
     /// The last event's continuation sequence number: where a `LATEST` subscription that has
     /// delivered nothing yet resumes, so records put between two subscriptions are not skipped.
     continuation: Option<String>,
@@ -429,8 +434,16 @@ impl Subscriber {
                 }
             };
             had_events = true;
-            let (records, corrupt_aggregates) =
-                user_records(&self.shard, &self.start, event.records());
+            let UserRecords {
+                records,
+                corrupt_aggregates,
+                outside_shard_range,
+            } = user_records(
+                &self.shard,
+                &self.start,
+                &mut self.range_check,
+                event.records(),
+            );
             if let Some(last) = records.last() {
                 self.start = StartingPosition::After(last.position());
             }
@@ -447,6 +460,7 @@ impl Subscriber {
                     millis_behind_latest: Some(event.millis_behind_latest()),
                     shard_end,
                     corrupt_aggregates,
+                    outside_shard_range,
                 };
                 if self.sender.send(Ok(batch)).await.is_err() || end {
                     return Ended::Done;
@@ -508,6 +522,7 @@ impl Subscriber {
             self.stream.clone(),
             self.shard.clone(),
             self.start.clone(),
+            self.range_check.range(),
             self.config.drain.clone(),
         );
         while let Some(batch) = fetcher.next().await {

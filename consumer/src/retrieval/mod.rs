@@ -11,10 +11,13 @@ use std::sync::Arc;
 
 use kinesis_aggregation::ShardId;
 
+use crate::lease::HashKeyRange;
+
 pub use fanout::{
     FanOutConfig, FanOutFetcher, RegistrationError, StreamConsumer, register_stream_consumer,
 };
 pub use polling::{Batch, ChildShard, FetchError, PollingConfig, ShardFetcher};
+pub(crate) use records::hash_key_range;
 pub use start::StartingPosition;
 
 /// How a worker reads its shards.
@@ -50,6 +53,7 @@ impl Retrieval {
         stream: Arc<str>,
         shard: ShardId,
         start: StartingPosition,
+        range: Option<HashKeyRange>,
     ) -> Fetcher {
         match self {
             Retrieval::Polling(config) => Fetcher::Polling(ShardFetcher::start(
@@ -57,6 +61,7 @@ impl Retrieval {
                 stream,
                 shard,
                 start,
+                range,
                 config.clone(),
             )),
             Retrieval::FanOut {
@@ -68,6 +73,7 @@ impl Retrieval {
                 consumer_arn.clone(),
                 shard,
                 start,
+                range,
                 config.clone(),
             )),
         }

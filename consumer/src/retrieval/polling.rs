@@ -9,8 +9,9 @@ use aws_sdk_kinesis::primitives::DateTime;
 use kinesis_aggregation::ShardId;
 
 use super::feed::{Feed, Sender, backoff, code_and_message, is_transient, without_retries};
-use super::records::{child_shards, user_records};
+use super::records::{ShardRangeCheck, UserRecords, child_shards, user_records};
 use super::start::StartingPosition;
+use crate::lease::HashKeyRange;
 use crate::record::{Position, Record};
 
 /// Polling options, with the KCL's defaults.
@@ -48,6 +49,8 @@ pub struct ChildShard {
     pub shard_id: ShardId,
     /// Its parents (one after a split, two after a merge).
     pub parent_shards: Vec<ShardId>,
+    /// Its hash-key range, when the server gives it.
+    pub hash_key_range: Option<HashKeyRange>,
 }
 
 /// What one `GetRecords` call gave, deaggregated.
@@ -62,6 +65,10 @@ pub struct Batch {
     pub shard_end: Option<Vec<ChildShard>>,
     /// Kinesis records that had the aggregate magic but were corrupt (passed through as plain).
     pub corrupt_aggregates: usize,
+    /// User records not delivered because their aggregate held a record outside the shard's
+    /// hash-key range (the Java KCL's rule; see
+    /// [`SchedulerBuilder::deliver_aggregates_outside_shard_range`](crate::SchedulerBuilder::deliver_aggregates_outside_shard_range)).
+    pub outside_shard_range: usize,
 }
 
 /// Reading the shard failed in a way retrying cannot fix.
@@ -89,15 +96,18 @@ impl ShardFetcher {
         stream: Arc<str>,
         shard: ShardId,
         start: StartingPosition,
+        range: Option<HashKeyRange>,
         config: PollingConfig,
     ) -> Self {
         let client = without_retries(&client);
+        let range_check = ShardRangeCheck::new(range, &stream);
         ShardFetcher(Feed::spawn(config.prefetch_batches, |sender| {
             Reader {
                 client,
                 stream,
                 shard,
                 start,
+                range_check,
                 config,
                 sender,
             }
@@ -117,6 +127,7 @@ struct Reader {
     shard: ShardId,
     /// Where to (re)start: the starting position, then just after the last record read.
     start: StartingPosition,
+    range_check: ShardRangeCheck,
     config: PollingConfig,
     sender: Sender,
 }
@@ -223,8 +234,16 @@ impl Reader {
                     .is_some_and(|e| e.is_expired_iterator_exception());
                 self.classify(&error, expired)
             })?;
-        let (records, corrupt_aggregates) =
-            user_records(&self.shard, &self.start, output.records());
+        let UserRecords {
+            records,
+            corrupt_aggregates,
+            outside_shard_range,
+        } = user_records(
+            &self.shard,
+            &self.start,
+            &mut self.range_check,
+            output.records(),
+        );
         if let Some(last) = records.last() {
             self.start = StartingPosition::After(Position {
                 sequence_number: last.sequence_number.clone(),
@@ -243,6 +262,7 @@ impl Reader {
             millis_behind_latest: output.millis_behind_latest(),
             shard_end,
             corrupt_aggregates,
+            outside_shard_range,
         };
         Ok((Some(batch), next))
     }
