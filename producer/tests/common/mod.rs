@@ -17,20 +17,7 @@ pub struct ReadBack {
 
 /// Every shard of the stream, open or closed.
 pub async fn list_shards(client: &aws_sdk_kinesis::Client, stream: &str) -> Vec<Shard> {
-    let mut shards = Vec::new();
-    let mut next: Option<String> = None;
-    loop {
-        let request = match &next {
-            Some(token) => client.list_shards().next_token(token),
-            None => client.list_shards().stream_name(stream),
-        };
-        let page = request.send().await.expect("ListShards");
-        shards.extend(page.shards().iter().cloned());
-        next = page.next_token().map(str::to_owned);
-        if next.is_none() {
-            return shards;
-        }
-    }
+    kinesis_test_support::kcl_view::list_all_shards(client, stream).await
 }
 
 /// How many user records the stream holds, duplicates included ([`read_stream`]).
