@@ -310,10 +310,12 @@ impl<F: RecordProcessorFactory> Scheduler<F> {
     async fn run_until(self, mut stop: watch::Receiver<bool>) -> Result<(), SchedulerError> {
         let mut worker = Worker {
             observations: LeaseObservations::new(),
+            adopted: false,
             last_listing: None,
             rng: rand::rngs::StdRng::from_os_rng(),
             held: HashMap::new(),
             consumers: JoinSet::new(),
+            consumer_tasks: HashMap::new(),
             consumer_shutdown: watch::channel(false).0,
             scheduler: &self,
         };
@@ -335,8 +337,8 @@ impl<F: RecordProcessorFactory> Scheduler<F> {
                 }
                 _ = sync.tick() => worker.sync_shards().await,
                 _ = parents.tick() => worker.start_ready().await,
-                Some(done) = worker.consumers.join_next() => {
-                    if let Ok((shard, outcome)) = done {
+                Some(done) = worker.consumers.join_next_with_id() => {
+                    if let Some((shard, outcome)) = worker.consumer_ended(done) {
                         worker.finished(shard, outcome).await;
                     }
                 }
@@ -407,12 +409,16 @@ async fn renew_one(
 
 struct Worker<'a, F> {
     observations: LeaseObservations,
+    /// Whether the leases this worker owned before a restart were taken back (first take).
+    adopted: bool,
     /// The taker's last listing of the table, which shard sync reuses instead of scanning again
     /// (lease creation is conditional, so a slightly old listing costs at most a refused write).
     last_listing: Option<Vec<Lease>>,
     rng: rand::rngs::StdRng,
     held: HashMap<ShardId, Running>,
     consumers: JoinSet<(ShardId, ShardOutcome)>,
+    /// The shard of each consumer task, to know which one a task that panicked was.
+    consumer_tasks: HashMap<tokio::task::Id, ShardId>,
     consumer_shutdown: watch::Sender<bool>,
     scheduler: &'a Scheduler<F>,
 }
@@ -486,6 +492,9 @@ impl<F: RecordProcessorFactory> Worker<'_, F> {
         let now = Instant::now();
         self.observations.update(&leases, now);
         self.last_listing = Some(leases.clone());
+        if !std::mem::replace(&mut self.adopted, true) {
+            self.adopt_own(&leases).await;
+        }
         let config = &self.scheduler.lease;
         let me = self.scheduler.worker_id.as_str();
         let could_expire = leases
@@ -542,6 +551,39 @@ impl<F: RecordProcessorFactory> Worker<'_, F> {
         next
     }
 
+    /// At start, takes back the leases the table says this worker owns (a restart with the same
+    /// worker id): renewed at once, so they are read now rather than after they expire, as the
+    /// Java KCL's renewer starts with them. A lease another worker took in between refuses the
+    /// renewal and is left to it.
+    async fn adopt_own(&mut self, leases: &[Lease]) {
+        let me = self.scheduler.worker_id.as_str();
+        for lease in leases {
+            if lease.lease_owner.as_deref() != Some(me)
+                || lease.checkpoint.is_shard_end()
+                || self.held.contains_key(&lease.lease_key)
+            {
+                continue;
+            }
+            let held = HeldLease::new(self.scheduler.store.clone(), lease.clone());
+            match held.renew().await {
+                Ok(()) if !held.is_lost() => {
+                    tracing::info!(shard = %lease.lease_key, worker = %me, "own lease taken back at start");
+                    self.held.insert(
+                        lease.lease_key.clone(),
+                        Running {
+                            held,
+                            started: false,
+                        },
+                    );
+                }
+                Ok(()) => {}
+                Err(error) => {
+                    tracing::debug!(shard = %lease.lease_key, %error, "own lease not taken back")
+                }
+            }
+        }
+    }
+
     /// Starts the consumers of held leases whose parents are finished.
     async fn start_ready(&mut self) {
         if self.held.values().all(|r| r.started) {
@@ -593,8 +635,32 @@ impl<F: RecordProcessorFactory> Worker<'_, F> {
                 shutdown: self.consumer_shutdown.subscribe(),
             };
             let shard_id = shard.clone();
-            self.consumers
+            let task = self
+                .consumers
                 .spawn(async move { (shard_id, consumer.run().await) });
+            self.consumer_tasks.insert(task.id(), shard);
+        }
+    }
+
+    /// The shard and outcome of a consumer task that ended; a task that panicked (processor
+    /// callbacks' panics are caught, so this would be our own bug) ends as `Failed`, so its
+    /// lease is released and retried rather than held, renewed and never read.
+    fn consumer_ended(
+        &mut self,
+        done: Result<(tokio::task::Id, (ShardId, ShardOutcome)), tokio::task::JoinError>,
+    ) -> Option<(ShardId, ShardOutcome)> {
+        match done {
+            Ok((id, ended)) => {
+                self.consumer_tasks.remove(&id);
+                Some(ended)
+            }
+            Err(error) => {
+                let shard = self.consumer_tasks.remove(&error.id())?;
+                Some((
+                    shard,
+                    ShardOutcome::Failed(format!("its task ended: {error}")),
+                ))
+            }
         }
     }
 
@@ -765,8 +831,8 @@ impl<F: RecordProcessorFactory> Worker<'_, F> {
     /// Graceful shutdown: processors are told and may checkpoint; then every lease is released.
     async fn shutdown(&mut self) {
         self.consumer_shutdown.send_replace(true);
-        while let Some(done) = self.consumers.join_next().await {
-            if let Ok((shard, outcome)) = done {
+        while let Some(done) = self.consumers.join_next_with_id().await {
+            if let Some((shard, outcome)) = self.consumer_ended(done) {
                 tracing::info!(%shard, ?outcome, "shard consumer stopped");
             }
         }

@@ -67,13 +67,14 @@ impl<P: RecordProcessor> ShardConsumer<P> {
             held: self.held.clone(),
             progress: Arc::new(StdMutex::new(Progress::default())),
         };
-        self.processor
-            .initialize(InitializationInput {
-                shard_id: shard.clone(),
-                checkpoint: checkpoint.clone(),
-                pending_checkpoint: pending,
-            })
-            .await;
+        let input = InitializationInput {
+            shard_id: shard.clone(),
+            checkpoint: checkpoint.clone(),
+            pending_checkpoint: pending,
+        };
+        if let Some(outcome) = self.initialize(input).await {
+            return outcome;
+        }
         let start = match &checkpoint {
             Checkpoint::TrimHorizon => StartingPosition::TrimHorizon,
             Checkpoint::Latest => StartingPosition::Latest,
@@ -137,6 +138,29 @@ impl<P: RecordProcessor> ShardConsumer<P> {
         }
     }
 
+    /// Calls `initialize` until it returns without panicking (as the Java KCL retries its
+    /// initialize task), with backoff; `Some` when the lease is lost or the worker shuts down
+    /// first (the processor was never initialized, so it is not told).
+    async fn initialize(&mut self, input: InitializationInput) -> Option<ShardOutcome> {
+        let mut backoff = processor_backoff();
+        loop {
+            match CatchUnwind(Box::pin(self.processor.initialize(input.clone()))).await {
+                Ok(()) => return None,
+                Err(panic) => {
+                    let delay = backoff.next().unwrap_or(PROCESSOR_MAX_BACKOFF);
+                    tracing::error!(shard = %self.held.shard, panic, ?delay, "initialize panicked; called again");
+                    let mut lost = self.held.lost.subscribe();
+                    let mut shutdown = self.shutdown.clone();
+                    tokio::select! {
+                        () = signalled(&mut lost) => return Some(ShardOutcome::LeaseLost),
+                        () = signalled(&mut shutdown) => return Some(ShardOutcome::ShutDown),
+                        () = tokio::time::sleep(delay) => {}
+                    }
+                }
+            }
+        }
+    }
+
     /// Delivers a batch until the processor accepts it; `Some` when the lease is lost or the
     /// worker shuts down in between.
     async fn deliver(
@@ -145,12 +169,7 @@ impl<P: RecordProcessor> ShardConsumer<P> {
         millis_behind_latest: Option<i64>,
         checkpointer: &Checkpointer,
     ) -> Option<ShardOutcome> {
-        let mut backoff = ExponentialBuilder::new()
-            .with_min_delay(PROCESSOR_MIN_BACKOFF)
-            .with_max_delay(PROCESSOR_MAX_BACKOFF)
-            .with_jitter()
-            .without_max_times()
-            .build();
+        let mut backoff = processor_backoff();
         loop {
             let started = std::time::Instant::now();
             let input = ProcessRecordsInput {
@@ -190,10 +209,12 @@ impl<P: RecordProcessor> ShardConsumer<P> {
             .lock()
             .expect("not poisoned")
             .at_shard_end = true;
-        self.processor.shard_ended(checkpointer).await;
+        if let Err(panic) = CatchUnwind(Box::pin(self.processor.shard_ended(checkpointer))).await {
+            // Unless it checkpointed SHARD_END before panicking, the shard is read again.
+            tracing::error!(shard = %self.held.shard, panic, "shard_ended panicked");
+        }
         if self.held.is_lost() {
-            self.processor.lease_lost().await;
-            return ShardOutcome::LeaseLost;
+            return self.lease_lost().await;
         }
         match self.held.checkpoint().await {
             Some(Checkpoint::ShardEnd) => ShardOutcome::Ended(children),
@@ -205,14 +226,29 @@ impl<P: RecordProcessor> ShardConsumer<P> {
     }
 
     async fn lease_lost(&mut self) -> ShardOutcome {
-        self.processor.lease_lost().await;
+        if let Err(panic) = CatchUnwind(Box::pin(self.processor.lease_lost())).await {
+            tracing::error!(shard = %self.held.shard, panic, "lease_lost panicked");
+        }
         ShardOutcome::LeaseLost
     }
 
     async fn shut_down(&mut self, checkpointer: &Checkpointer) -> ShardOutcome {
-        self.processor.shutdown_requested(checkpointer).await;
+        let shutdown_requested = self.processor.shutdown_requested(checkpointer);
+        if let Err(panic) = CatchUnwind(Box::pin(shutdown_requested)).await {
+            // What it checkpointed before panicking stands; the lease is released as usual.
+            tracing::error!(shard = %self.held.shard, panic, "shutdown_requested panicked");
+        }
         ShardOutcome::ShutDown
     }
+}
+
+fn processor_backoff() -> impl Iterator<Item = Duration> {
+    ExponentialBuilder::new()
+        .with_min_delay(PROCESSOR_MIN_BACKOFF)
+        .with_max_delay(PROCESSOR_MAX_BACKOFF)
+        .with_jitter()
+        .without_max_times()
+        .build()
 }
 
 /// Resolves once the flag is set (or its sender is gone); holds no borrow of the value after.
@@ -223,7 +259,8 @@ pub(crate) async fn signalled(flag: &mut watch::Receiver<bool>) {
     }
 }
 
-/// Turns a panic inside the processor into an error, so the batch is retried, not lost.
+/// Turns a panic inside a processor callback into an error, so the shard goes on (the batch is
+/// retried, not lost; `initialize` is called again).
 struct CatchUnwind<F>(Pin<Box<F>>);
 
 impl<F: Future> Future for CatchUnwind<F> {
