@@ -25,6 +25,7 @@ pub mod lease;
 pub mod metrics;
 mod processor;
 mod record;
+mod renewer;
 pub mod retrieval;
 mod scheduler;
 mod shard_consumer;

@@ -17,6 +17,7 @@ use crate::lease::{
 };
 use crate::metrics as m;
 use crate::processor::RecordProcessorFactory;
+use crate::renewer::Renewer;
 use crate::retrieval::{
     ChildShard, PollingConfig, RegistrationError, Retrieval, RetrievalConfig,
     register_stream_consumer,
@@ -81,6 +82,7 @@ pub struct SchedulerBuilder {
     shard_sync_interval: Duration,
     parent_poll_interval: Duration,
     deliver_outside_shard_range: bool,
+    graceful_shutdown_timeout: Duration,
     store: Option<Arc<dyn LeaseStore>>,
 }
 
@@ -128,6 +130,14 @@ impl SchedulerBuilder {
     /// parents are finished.
     pub fn parent_poll_interval(mut self, interval: Duration) -> Self {
         self.parent_poll_interval = interval;
+        self
+    }
+
+    /// How long a graceful shutdown waits for the processors to finish (`shutdown_requested`
+    /// and its checkpoints) while the leases stay renewed (default 60 s). Processors still
+    /// running then are stopped; the leases are released either way.
+    pub fn graceful_shutdown_timeout(mut self, timeout: Duration) -> Self {
+        self.graceful_shutdown_timeout = timeout;
         self
     }
 
@@ -199,6 +209,7 @@ impl SchedulerBuilder {
             shard_sync_interval: self.shard_sync_interval,
             parent_poll_interval: self.parent_poll_interval,
             deliver_outside_shard_range: self.deliver_outside_shard_range,
+            graceful_shutdown_timeout: self.graceful_shutdown_timeout,
             store,
             factory: Arc::new(factory),
         })
@@ -217,6 +228,7 @@ pub struct Scheduler<F> {
     shard_sync_interval: Duration,
     parent_poll_interval: Duration,
     deliver_outside_shard_range: bool,
+    graceful_shutdown_timeout: Duration,
     store: Arc<dyn LeaseStore>,
     factory: Arc<F>,
 }
@@ -274,6 +286,7 @@ impl Scheduler<()> {
             shard_sync_interval: Duration::from_secs(60),
             parent_poll_interval: Duration::from_secs(10),
             deliver_outside_shard_range: false,
+            graceful_shutdown_timeout: Duration::from_secs(60),
             store: None,
         }
     }
@@ -311,6 +324,11 @@ impl<F: RecordProcessorFactory> Scheduler<F> {
         let mut worker = Worker {
             observations: LeaseObservations::new(),
             adopted: false,
+            renewer: Renewer::start(
+                self.lease.renew_interval(),
+                self.lease.get_failover_time(),
+                self.worker_id.clone(),
+            ),
             last_listing: None,
             rng: rand::rngs::StdRng::from_os_rng(),
             held: HashMap::new(),
@@ -320,6 +338,7 @@ impl<F: RecordProcessorFactory> Scheduler<F> {
             scheduler: &self,
         };
         worker.sync_shards().await;
+        // Renewals run on the renewer's own task; this timer only forgets what it gave up.
         let mut renew = tokio::time::interval(self.lease.renew_interval());
         let mut sync = tokio::time::interval(self.shard_sync_interval);
         let mut parents = tokio::time::interval(self.parent_poll_interval);
@@ -330,7 +349,7 @@ impl<F: RecordProcessorFactory> Scheduler<F> {
         loop {
             tokio::select! {
                 () = signalled(&mut stop) => break,
-                _ = renew.tick() => worker.renew().await,
+                _ = renew.tick() => worker.forget_lost(),
                 () = tokio::time::sleep_until(next_take) => {
                     next_take = tokio::time::Instant::from_std(worker.take().await);
                     worker.start_ready().await;
@@ -379,38 +398,11 @@ fn finished_ancestors<'a>(
     finished
 }
 
-/// Renews one held lease, unless a checkpoint moved its counter within the last renew interval;
-/// a refused renewal, or none for failoverTime, gives the lease up.
-async fn renew_one(
-    held: Arc<HeldLease>,
-    failover: Duration,
-    renew_interval: Duration,
-    worker: String,
-) {
-    if held.last_written.lock().expect("not poisoned").elapsed() < renew_interval {
-        return;
-    }
-    match held.renew().await {
-        Ok(()) => metrics::counter!(m::RENEW_LEASE_SUCCESS, "worker" => worker).increment(1),
-        Err(error) => {
-            metrics::counter!(m::RENEW_LEASE_FAILURE, "worker" => worker.clone()).increment(1);
-            if error.is_condition_failed() {
-                tracing::warn!(shard = %held.shard, %worker, "lease lost: another worker took it");
-                metrics::counter!(m::LEASES_LOST, "worker" => worker).increment(1);
-            } else if held.last_written.lock().expect("not poisoned").elapsed() > failover {
-                tracing::warn!(shard = %held.shard, %error, "lease not renewed for failoverTime; giving it up");
-                metrics::counter!(m::LEASES_LOST, "worker" => worker).increment(1);
-                let mut lease = held.lease.lock().await;
-                held.mark_lost(&mut lease);
-            }
-        }
-    }
-}
-
 struct Worker<'a, F> {
     observations: LeaseObservations,
     /// Whether the leases this worker owned before a restart were taken back (first take).
     adopted: bool,
+    renewer: Renewer,
     /// The taker's last listing of the table, which shard sync reuses instead of scanning again
     /// (lease creation is conditional, so a slightly old listing costs at most a refused write).
     last_listing: Option<Vec<Lease>>,
@@ -449,22 +441,27 @@ impl<F: RecordProcessorFactory> Worker<'_, F> {
         }
     }
 
-    /// Heartbeats every held lease; a lease not written for `failoverTime` is given up locally,
-    /// since another worker may own it by now.
-    async fn renew(&mut self) {
-        let failover = self.scheduler.lease.get_failover_time();
-        let renew_interval = self.scheduler.lease.renew_interval();
-        // All at once: one slow write must not delay the other leases past failoverTime.
-        let mut renewals = JoinSet::new();
-        for running in self.held.values() {
-            renewals.spawn(renew_one(
-                running.held.clone(),
-                failover,
-                renew_interval,
-                self.scheduler.worker_id.clone(),
-            ));
-        }
-        while renewals.join_next().await.is_some() {}
+    /// Holds a lease: the renewer renews it from now on.
+    fn hold(&mut self, shard: ShardId, held: Arc<HeldLease>) {
+        self.renewer.hold(held.clone());
+        self.held.insert(
+            shard,
+            Running {
+                held,
+                started: false,
+            },
+        );
+    }
+
+    /// Stops holding a lease (its consumer ended, or it was lost before it started).
+    fn forget(&mut self, shard: &ShardId) -> Option<Running> {
+        self.renewer.forget(shard);
+        self.held.remove(shard)
+    }
+
+    /// Forgets the leases the renewer gave up (refused, or not renewed for failoverTime) whose
+    /// consumers never started; started ones end through their consumer (`lease_lost`).
+    fn forget_lost(&mut self) {
         let lost: Vec<ShardId> = self
             .held
             .iter()
@@ -472,7 +469,7 @@ impl<F: RecordProcessorFactory> Worker<'_, F> {
             .map(|(s, _)| s.clone())
             .collect();
         for shard in lost {
-            self.held.remove(&shard);
+            self.forget(&shard);
         }
         metrics::gauge!(m::CURRENT_LEASES, "worker" => self.scheduler.worker_id.clone())
             .set(self.held.len() as f64);
@@ -532,13 +529,8 @@ impl<F: RecordProcessorFactory> Worker<'_, F> {
                 Ok(taken) => {
                     tracing::info!(%shard, worker = %worker_id, "lease taken");
                     metrics::counter!(m::LEASES_TAKEN, "worker" => worker_id.clone()).increment(1);
-                    self.held.insert(
-                        shard.clone(),
-                        Running {
-                            held: HeldLease::new(self.scheduler.store.clone(), taken),
-                            started: false,
-                        },
-                    );
+                    let held = HeldLease::new(self.scheduler.store.clone(), taken);
+                    self.hold(shard.clone(), held);
                 }
                 Err(error) if error.is_condition_failed() => {
                     tracing::debug!(%shard, "another worker took the lease first");
@@ -568,13 +560,7 @@ impl<F: RecordProcessorFactory> Worker<'_, F> {
             match held.renew().await {
                 Ok(()) if !held.is_lost() => {
                     tracing::info!(shard = %lease.lease_key, worker = %me, "own lease taken back at start");
-                    self.held.insert(
-                        lease.lease_key.clone(),
-                        Running {
-                            held,
-                            started: false,
-                        },
-                    );
+                    self.hold(lease.lease_key.clone(), held);
                 }
                 Ok(()) => {}
                 Err(error) => {
@@ -607,7 +593,7 @@ impl<F: RecordProcessorFactory> Worker<'_, F> {
             let running = self.held.get_mut(&shard).expect("listed above");
             let lease = running.held.lease.lock().await.clone();
             let Some(lease) = lease else {
-                self.held.remove(&shard);
+                self.forget(&shard);
                 continue;
             };
             // Parent before child: every parent must be at SHARD_END, or gone (cleaned up).
@@ -665,7 +651,7 @@ impl<F: RecordProcessorFactory> Worker<'_, F> {
     }
 
     async fn finished(&mut self, shard: ShardId, outcome: ShardOutcome) {
-        let Some(running) = self.held.remove(&shard) else {
+        let Some(running) = self.forget(&shard) else {
             return;
         };
         tracing::info!(%shard, ?outcome, "shard consumer finished");
@@ -829,13 +815,32 @@ impl<F: RecordProcessorFactory> Worker<'_, F> {
     }
 
     /// Graceful shutdown: processors are told and may checkpoint; then every lease is released.
+    /// The leases stay renewed while the processors finish (`shutdown_requested`, their last
+    /// checkpoints), for at most `graceful_shutdown_timeout`; processors still running then are
+    /// stopped where they are (what they checkpointed stands).
     async fn shutdown(&mut self) {
         self.consumer_shutdown.send_replace(true);
-        while let Some(done) = self.consumers.join_next_with_id().await {
+        let deadline = tokio::time::Instant::now() + self.scheduler.graceful_shutdown_timeout;
+        loop {
+            let done = tokio::select! {
+                done = self.consumers.join_next_with_id() => done,
+                () = tokio::time::sleep_until(deadline) => {
+                    tracing::warn!(
+                        left = self.consumers.len(),
+                        timeout = ?self.scheduler.graceful_shutdown_timeout,
+                        "processors still running at the shutdown time limit: stopped"
+                    );
+                    self.consumers.abort_all();
+                    while self.consumers.join_next().await.is_some() {}
+                    break;
+                }
+            };
+            let Some(done) = done else { break };
             if let Some((shard, outcome)) = self.consumer_ended(done) {
                 tracing::info!(%shard, ?outcome, "shard consumer stopped");
             }
         }
+        self.renewer.stop();
         for running in self.held.values() {
             self.release(&running.held).await;
         }

@@ -1,0 +1,226 @@
+//! Renewals run on their own timer: lease-table scans slower than failoverTime, and a graceful
+//! shutdown whose processor takes longer than failoverTime, never let a live worker's lease look
+//! expired (kinesalite; the lease tables in memory or on dynalite).
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::Seen;
+use kinesis_aggregation::ShardId;
+use kinesis_consumer::lease::{
+    BoxFuture, Checkpoint, InMemoryLeaseStore, Lease, LeaseStore, ListedLease, Result,
+};
+use kinesis_consumer::{
+    Checkpointer, InitialPosition, InitializationInput, ProcessRecordsInput, ProcessorError,
+    RecordProcessor, Scheduler,
+};
+use kinesis_test_support::{
+    DynamoDbServer, KinesisServer, create_stream, dynamodb_client, kinesis_client, unique_name,
+};
+
+const FAILOVER: Duration = Duration::from_secs(2);
+
+/// A lease store whose `list` (the table scan behind takes and shard syncs) takes `delay`.
+struct SlowScans {
+    inner: Arc<InMemoryLeaseStore>,
+    delay: Duration,
+}
+
+impl LeaseStore for SlowScans {
+    fn create_table_if_absent(&self) -> BoxFuture<'_, Result<bool>> {
+        self.inner.create_table_if_absent()
+    }
+    fn list(&self) -> BoxFuture<'_, Result<Vec<ListedLease>>> {
+        Box::pin(async move {
+            tokio::time::sleep(self.delay).await;
+            self.inner.list().await
+        })
+    }
+    fn get<'a>(&'a self, lease_key: &'a ShardId) -> BoxFuture<'a, Result<Option<Lease>>> {
+        self.inner.get(lease_key)
+    }
+    fn create_if_absent<'a>(&'a self, lease: &'a Lease) -> BoxFuture<'a, Result<Lease>> {
+        self.inner.create_if_absent(lease)
+    }
+    fn renew<'a>(&'a self, lease: &'a Lease) -> BoxFuture<'a, Result<Lease>> {
+        self.inner.renew(lease)
+    }
+    fn take<'a>(&'a self, lease: &'a Lease, new_owner: &'a str) -> BoxFuture<'a, Result<Lease>> {
+        self.inner.take(lease, new_owner)
+    }
+    fn release<'a>(&'a self, lease: &'a Lease) -> BoxFuture<'a, Result<Lease>> {
+        self.inner.release(lease)
+    }
+    fn checkpoint<'a>(
+        &'a self,
+        lease: &'a Lease,
+        checkpoint: &'a Checkpoint,
+        pending: Option<&'a Checkpoint>,
+    ) -> BoxFuture<'a, Result<Lease>> {
+        self.inner.checkpoint(lease, checkpoint, pending)
+    }
+    fn prepare_checkpoint<'a>(
+        &'a self,
+        lease: &'a Lease,
+        pending: &'a Checkpoint,
+        state: Option<&'a [u8]>,
+    ) -> BoxFuture<'a, Result<Lease>> {
+        self.inner.prepare_checkpoint(lease, pending, state)
+    }
+    fn update_child_shards<'a>(
+        &'a self,
+        lease_key: &'a ShardId,
+        child_shard_ids: &'a [ShardId],
+    ) -> BoxFuture<'a, Result<Lease>> {
+        self.inner.update_child_shards(lease_key, child_shard_ids)
+    }
+    fn delete<'a>(&'a self, lease: &'a Lease) -> BoxFuture<'a, Result<()>> {
+        self.inner.delete(lease)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scans_slower_than_failover_time_never_delay_a_renewal() {
+    let kinesis = kinesis_client(KinesisServer::Kinesalite).await;
+    let dynamodb = dynamodb_client(DynamoDbServer::Dynalite).await;
+    let stream = unique_name("slow-scans");
+    create_stream(&kinesis, &stream, 1).await;
+    let table = Arc::new(InMemoryLeaseStore::new());
+    let store = Arc::new(SlowScans {
+        inner: table.clone(),
+        delay: FAILOVER * 3 / 2,
+    });
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let recorder = common::recorder("w1", &seen);
+    let factory = move |shard: &ShardId| {
+        let mut recorder = recorder(shard);
+        // No checkpoints: only renewals move the counter.
+        recorder.checkpoint_every_batch = false;
+        recorder
+    };
+    let handle = Scheduler::builder(kinesis, dynamodb, &stream, unique_name("app"))
+        .worker_id("w1")
+        .initial_position(InitialPosition::TrimHorizon)
+        .lease_config(common::quick_leases(FAILOVER))
+        .polling_config(common::quick_polling())
+        .lease_store(store)
+        .build(factory)
+        .await
+        .unwrap()
+        .spawn();
+    let owned = || async {
+        let leases = table.list().await.unwrap();
+        leases
+            .into_iter()
+            .filter_map(|l| l.ok())
+            .find(|l| l.lease_owner.as_deref() == Some("w1"))
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while owned().await.is_none() {
+        assert!(Instant::now() < deadline, "w1 never took the lease");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Watch the counter as another worker would: it must never stand still for failoverTime.
+    let mut last = owned().await.unwrap().lease_counter;
+    let mut changed = Instant::now();
+    let mut longest = Duration::ZERO;
+    let watch_until = Instant::now() + FAILOVER * 5;
+    while Instant::now() < watch_until {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let counter = owned().await.expect("w1 keeps its lease").lease_counter;
+        if counter != last {
+            last = counter;
+            changed = Instant::now();
+        }
+        longest = longest.max(changed.elapsed());
+    }
+    handle.shutdown().await.unwrap();
+    assert!(
+        longest < FAILOVER,
+        "the counter stood still for {longest:?}: another worker would have taken the lease"
+    );
+}
+
+/// Checkpoints at the end of a `shutdown_requested` that takes longer than failoverTime.
+struct SlowShutdown {
+    checkpointed: Arc<Mutex<Option<bool>>>,
+}
+
+impl RecordProcessor for SlowShutdown {
+    async fn initialize(&mut self, _input: InitializationInput) {}
+    async fn process_records(
+        &mut self,
+        _input: ProcessRecordsInput<'_>,
+    ) -> std::result::Result<(), ProcessorError> {
+        Ok(())
+    }
+    async fn lease_lost(&mut self) {}
+    async fn shard_ended(&mut self, checkpointer: &Checkpointer) {
+        let _ = checkpointer.checkpoint().await;
+    }
+    async fn shutdown_requested(&mut self, checkpointer: &Checkpointer) {
+        tokio::time::sleep(FAILOVER * 3).await;
+        *self.checkpointed.lock().unwrap() = Some(checkpointer.checkpoint().await.is_ok());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_graceful_shutdown_keeps_its_leases_until_the_processors_are_done() {
+    let kinesis = kinesis_client(KinesisServer::Kinesalite).await;
+    let dynamodb = dynamodb_client(DynamoDbServer::Dynalite).await;
+    let stream = unique_name("slow-shutdown");
+    let application = unique_name("app");
+    create_stream(&kinesis, &stream, 1).await;
+    common::put_values(&kinesis, &stream, 0..10, false).await;
+    let checkpointed = Arc::new(Mutex::new(None));
+    let builder = |worker: &str| {
+        Scheduler::builder(kinesis.clone(), dynamodb.clone(), &stream, &application)
+            .worker_id(worker)
+            .initial_position(InitialPosition::TrimHorizon)
+            .lease_config(common::quick_leases(FAILOVER))
+            .polling_config(common::quick_polling())
+    };
+    let first = {
+        let checkpointed = checkpointed.clone();
+        builder("w1")
+            .build(move |_: &ShardId| SlowShutdown {
+                checkpointed: checkpointed.clone(),
+            })
+            .await
+            .unwrap()
+            .spawn()
+    };
+    let store = kinesis_consumer::lease::DynamoLeaseStore::new(dynamodb.clone(), &application);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let leases = store.list().await.unwrap();
+        if leases
+            .iter()
+            .filter_map(|l| l.as_ref().ok())
+            .any(|l| l.lease_owner.as_deref() == Some("w1"))
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "w1 never took the lease");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // A second worker, ready to take any lease that looks expired.
+    let second = builder("w2")
+        .build(common::recorder(
+            "w2",
+            &Arc::new(Mutex::new(Seen::default())),
+        ))
+        .await
+        .unwrap()
+        .spawn();
+    tokio::time::sleep(FAILOVER).await;
+    first.shutdown().await.unwrap();
+    second.shutdown().await.unwrap();
+    assert_eq!(
+        *checkpointed.lock().unwrap(),
+        Some(true),
+        "the slow processor's last checkpoint went through: its lease stayed w1's"
+    );
+}
