@@ -83,6 +83,8 @@ pub struct SchedulerBuilder {
     parent_poll_interval: Duration,
     deliver_outside_shard_range: bool,
     graceful_shutdown_timeout: Duration,
+    kinesis_call_timeout: Duration,
+    dynamodb_call_timeout: Duration,
     store: Option<Arc<dyn LeaseStore>>,
 }
 
@@ -133,6 +135,24 @@ impl SchedulerBuilder {
         self
     }
 
+    /// The longest one Kinesis call may take (default 30 s): `GetRecords`, `GetShardIterator`,
+    /// `ListShards`, the start of a `SubscribeToShard` (its events are watched by
+    /// `FanOutConfig::event_timeout`). The SDK has no response timeout of its own, so without one
+    /// a hung call would stall its shard for good. Set as the client's operation attempt timeout
+    /// unless the client given to [`Scheduler::builder`] already sets one.
+    pub fn kinesis_call_timeout(mut self, timeout: Duration) -> Self {
+        self.kinesis_call_timeout = timeout;
+        self
+    }
+
+    /// The longest one lease-table call may take (default 60 s): a hung renewal, scan or
+    /// checkpoint fails and is retried rather than stalling the worker. As
+    /// [`SchedulerBuilder::kinesis_call_timeout`], unless the client sets one.
+    pub fn dynamodb_call_timeout(mut self, timeout: Duration) -> Self {
+        self.dynamodb_call_timeout = timeout;
+        self
+    }
+
     /// How long a graceful shutdown waits for the processors to finish (`shutdown_requested`
     /// and its checkpoints) while the leases stay renewed (default 60 s). Processors still
     /// running then are stopped; the leases are released either way.
@@ -169,12 +189,11 @@ impl SchedulerBuilder {
         factory: F,
     ) -> Result<Scheduler<F>, SchedulerError> {
         self.lease.validate()?;
-        let store = self.store.unwrap_or_else(|| {
-            Arc::new(DynamoLeaseStore::new(
-                self.dynamodb.clone(),
-                self.application.clone(),
-            ))
-        });
+        let kinesis = kinesis_with_timeout(&self.kinesis, self.kinesis_call_timeout);
+        let dynamodb = dynamodb_with_timeout(&self.dynamodb, self.dynamodb_call_timeout);
+        let store = self
+            .store
+            .unwrap_or_else(|| Arc::new(DynamoLeaseStore::new(dynamodb, self.application.clone())));
         store.create_table_if_absent().await?;
         let retrieval = match self.retrieval {
             RetrievalConfig::Polling(config) => Retrieval::Polling(config),
@@ -184,7 +203,7 @@ impl SchedulerBuilder {
                     .clone()
                     .unwrap_or_else(|| self.application.clone());
                 let consumer = register_stream_consumer(
-                    &self.kinesis,
+                    &kinesis,
                     &self.stream,
                     &name,
                     config.registration_timeout,
@@ -200,7 +219,7 @@ impl SchedulerBuilder {
             .worker_id
             .unwrap_or_else(|| format!("worker-{:016x}", rand::random::<u64>()));
         Ok(Scheduler {
-            kinesis: self.kinesis,
+            kinesis,
             stream: Arc::from(self.stream.as_str()),
             worker_id,
             initial_position: self.initial_position,
@@ -287,6 +306,8 @@ impl Scheduler<()> {
             parent_poll_interval: Duration::from_secs(10),
             deliver_outside_shard_range: false,
             graceful_shutdown_timeout: Duration::from_secs(60),
+            kinesis_call_timeout: Duration::from_secs(30),
+            dynamodb_call_timeout: Duration::from_secs(60),
             store: None,
         }
     }
@@ -366,6 +387,48 @@ impl<F: RecordProcessorFactory> Scheduler<F> {
         worker.shutdown().await;
         Ok(())
     }
+}
+
+/// `client` with `timeout` as its operation attempt timeout, unless its configuration has one.
+fn kinesis_with_timeout(
+    client: &aws_sdk_kinesis::Client,
+    timeout: Duration,
+) -> aws_sdk_kinesis::Client {
+    let config = client.config();
+    let current = config.timeout_config();
+    if current
+        .and_then(|t| t.operation_attempt_timeout())
+        .is_some()
+    {
+        return client.clone();
+    }
+    let timeouts = current
+        .map(|t| t.to_builder())
+        .unwrap_or_default()
+        .operation_attempt_timeout(timeout)
+        .build();
+    aws_sdk_kinesis::Client::from_conf(config.to_builder().timeout_config(timeouts).build())
+}
+
+/// [`kinesis_with_timeout`] for the lease table's client.
+fn dynamodb_with_timeout(
+    client: &aws_sdk_dynamodb::Client,
+    timeout: Duration,
+) -> aws_sdk_dynamodb::Client {
+    let config = client.config();
+    let current = config.timeout_config();
+    if current
+        .and_then(|t| t.operation_attempt_timeout())
+        .is_some()
+    {
+        return client.clone();
+    }
+    let timeouts = current
+        .map(|t| t.to_builder())
+        .unwrap_or_default()
+        .operation_attempt_timeout(timeout)
+        .build();
+    aws_sdk_dynamodb::Client::from_conf(config.to_builder().timeout_config(timeouts).build())
 }
 
 /// Shards without a lease that have a leased descendant: already processed (a child starts only
