@@ -72,15 +72,20 @@ impl Drop for Renewer {
     }
 }
 
-/// Renews one held lease, unless a checkpoint moved its counter within the last renew interval;
-/// a refused renewal, or none for failoverTime, gives the lease up.
+/// Renews one held lease, unless a checkpoint moved its counter within the last half renew
+/// interval (it renewed the lease as well); a refused renewal, or none for failoverTime, gives the
+/// lease up.
+///
+/// Half, not a whole interval: the last renewal itself ended a little less than one interval
+/// before this tick, and skipping on it would renew only every other tick, leaving one failed
+/// renewal about failoverTime from looking expired.
 async fn renew_one(
     held: Arc<HeldLease>,
     failover: Duration,
     renew_interval: Duration,
     worker: String,
 ) {
-    if held.last_written.lock().expect("not poisoned").elapsed() < renew_interval {
+    if held.last_written.lock().expect("not poisoned").elapsed() < renew_interval / 2 {
         return;
     }
     match held.renew().await {

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use common::Seen;
 use kinesis_consumer::lease::{DynamoLeaseStore, LeaseStore};
 use kinesis_consumer::{InitialPosition, Scheduler};
-use kinesis_test_support::proxy::{FaultProxy, Faults, Latency, Targets};
+use kinesis_test_support::proxy::{FaultKind, FaultProxy, Faults, Latency, Targets};
 use kinesis_test_support::{
     DynamoDbServer, KinesisServer, create_stream, dynamodb_client, kinesis_client, sdk_config,
     unique_name,
@@ -98,15 +98,23 @@ async fn a_renewal_that_never_answers_does_not_stop_the_renewals() {
             .find(|l| l.lease_owner.as_deref() == Some("w1"))
             .map(|l| l.lease_counter)
     };
+    // Taken (counter 1), then renewed once (2): the next renewal is due a renew interval later.
     let deadline = Instant::now() + Duration::from_secs(30);
-    while counter().await.is_none() {
-        assert!(Instant::now() < deadline, "w1 never took the lease");
-        tokio::time::sleep(Duration::from_millis(100)).await;
+    while counter().await.is_none_or(|c| c < 2) {
+        assert!(
+            Instant::now() < deadline,
+            "w1 never took and renewed the lease"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    // Renewals (UpdateItem) hang for a while, then the table answers again.
+    // Renewals (UpdateItem) hang for longer than a renew interval, then the table answers again.
     proxy.set_faults(hang("UpdateItem"));
     tokio::time::sleep(Duration::from_secs(3)).await;
     let held = counter().await;
+    assert!(
+        proxy.stats().faults(FaultKind::Delayed) > 0,
+        "a renewal was held"
+    );
     proxy.set_faults(Faults::default());
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
