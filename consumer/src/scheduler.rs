@@ -431,6 +431,38 @@ fn dynamodb_with_timeout(
     aws_sdk_dynamodb::Client::from_conf(config.to_builder().timeout_config(timeouts).build())
 }
 
+/// The shards with each one's listed parents before it (`ListShards` promises no order), so a
+/// shard sync that stops at a failed write never leaves a child with a lease and its parent
+/// without one.
+fn parents_first(shards: &[ShardInfo]) -> Vec<&ShardInfo> {
+    let by_id: HashMap<&ShardId, &ShardInfo> = shards.iter().map(|s| (&s.shard_id, s)).collect();
+    let mut placed: HashSet<&ShardId> = HashSet::new();
+    let mut ordered = Vec::with_capacity(shards.len());
+    for shard in shards {
+        // Depth-first through unplaced parents; a shard is placed after all of them.
+        let mut stack = vec![(shard, false)];
+        while let Some((current, parents_done)) = stack.pop() {
+            if placed.contains(&current.shard_id) {
+                continue;
+            }
+            if parents_done {
+                placed.insert(&current.shard_id);
+                ordered.push(current);
+                continue;
+            }
+            stack.push((current, true));
+            for parent in &current.parents {
+                if let Some(parent) = by_id.get(parent)
+                    && !placed.contains(&parent.shard_id)
+                {
+                    stack.push((parent, false));
+                }
+            }
+        }
+    }
+    ordered
+}
+
 /// Shards without a lease that have a leased descendant: already processed (a child starts only
 /// once its parents are finished, and a finished parent's lease is deleted only after that).
 fn finished_ancestors<'a>(
@@ -845,7 +877,7 @@ impl<F: RecordProcessorFactory> Worker<'_, F> {
             parents,
             hash_key_range,
             ..
-        } in &shards
+        } in parents_first(&shards)
         {
             // A closed shard stays listed for the retention period after its finished lease was
             // deleted: a lease made for it again would deliver its records a second time.
@@ -872,7 +904,13 @@ impl<F: RecordProcessorFactory> Worker<'_, F> {
             match self.store().create_if_absent(&lease).await {
                 Ok(_) => tracing::info!(shard = %shard_id, "lease created"),
                 Err(error) if error.is_condition_failed() => {}
-                Err(error) => tracing::warn!(shard = %shard_id, %error, "creating a lease failed"),
+                Err(error) => {
+                    // Stop here, as the Java shard syncer does: a child created without its
+                    // parent's lease would make the parent look finished (see
+                    // `finished_ancestors`) and its records would never be read.
+                    tracing::warn!(shard = %shard_id, %error, "creating a lease failed; the next shard sync goes on from here");
+                    return;
+                }
             }
         }
     }
@@ -921,6 +959,28 @@ mod tests {
             parents: parents.iter().map(|p| ShardId::from(*p)).collect(),
             open,
             hash_key_range: None,
+        }
+    }
+
+    #[test]
+    fn parents_are_put_before_their_children_whatever_the_listing_order() {
+        // 0 split into 2 and 3; 3 merged with 1 into 4; listed children first.
+        let shards = [
+            shard("4", &["3", "1"], true),
+            shard("2", &["0"], true),
+            shard("3", &["0"], false),
+            shard("1", &[], false),
+            shard("0", &[], false),
+            shard("5", &["gone"], true),
+        ];
+        let order: Vec<&str> = parents_first(&shards)
+            .iter()
+            .map(|s| s.shard_id.as_str())
+            .collect();
+        assert_eq!(order.len(), shards.len());
+        let at = |id: &str| order.iter().position(|s| *s == id).unwrap();
+        for (child, parent) in [("4", "3"), ("4", "1"), ("2", "0"), ("3", "0")] {
+            assert!(at(parent) < at(child), "{parent} before {child}: {order:?}");
         }
     }
 

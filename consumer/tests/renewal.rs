@@ -7,11 +7,9 @@ mod common;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::Seen;
+use common::{FaultyStore, Seen};
 use kinesis_aggregation::ShardId;
-use kinesis_consumer::lease::{
-    BoxFuture, Checkpoint, InMemoryLeaseStore, Lease, LeaseStore, ListedLease, Result,
-};
+use kinesis_consumer::lease::{InMemoryLeaseStore, LeaseStore};
 use kinesis_consumer::{
     Checkpointer, InitialPosition, InitializationInput, ProcessRecordsInput, ProcessorError,
     RecordProcessor, Scheduler,
@@ -22,65 +20,6 @@ use kinesis_test_support::{
 
 const FAILOVER: Duration = Duration::from_secs(2);
 
-/// A lease store whose `list` (the table scan behind takes and shard syncs) takes `delay`.
-struct SlowScans {
-    inner: Arc<InMemoryLeaseStore>,
-    delay: Duration,
-}
-
-impl LeaseStore for SlowScans {
-    fn create_table_if_absent(&self) -> BoxFuture<'_, Result<bool>> {
-        self.inner.create_table_if_absent()
-    }
-    fn list(&self) -> BoxFuture<'_, Result<Vec<ListedLease>>> {
-        Box::pin(async move {
-            tokio::time::sleep(self.delay).await;
-            self.inner.list().await
-        })
-    }
-    fn get<'a>(&'a self, lease_key: &'a ShardId) -> BoxFuture<'a, Result<Option<Lease>>> {
-        self.inner.get(lease_key)
-    }
-    fn create_if_absent<'a>(&'a self, lease: &'a Lease) -> BoxFuture<'a, Result<Lease>> {
-        self.inner.create_if_absent(lease)
-    }
-    fn renew<'a>(&'a self, lease: &'a Lease) -> BoxFuture<'a, Result<Lease>> {
-        self.inner.renew(lease)
-    }
-    fn take<'a>(&'a self, lease: &'a Lease, new_owner: &'a str) -> BoxFuture<'a, Result<Lease>> {
-        self.inner.take(lease, new_owner)
-    }
-    fn release<'a>(&'a self, lease: &'a Lease) -> BoxFuture<'a, Result<Lease>> {
-        self.inner.release(lease)
-    }
-    fn checkpoint<'a>(
-        &'a self,
-        lease: &'a Lease,
-        checkpoint: &'a Checkpoint,
-        pending: Option<&'a Checkpoint>,
-    ) -> BoxFuture<'a, Result<Lease>> {
-        self.inner.checkpoint(lease, checkpoint, pending)
-    }
-    fn prepare_checkpoint<'a>(
-        &'a self,
-        lease: &'a Lease,
-        pending: &'a Checkpoint,
-        state: Option<&'a [u8]>,
-    ) -> BoxFuture<'a, Result<Lease>> {
-        self.inner.prepare_checkpoint(lease, pending, state)
-    }
-    fn update_child_shards<'a>(
-        &'a self,
-        lease_key: &'a ShardId,
-        child_shard_ids: &'a [ShardId],
-    ) -> BoxFuture<'a, Result<Lease>> {
-        self.inner.update_child_shards(lease_key, child_shard_ids)
-    }
-    fn delete<'a>(&'a self, lease: &'a Lease) -> BoxFuture<'a, Result<()>> {
-        self.inner.delete(lease)
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scans_slower_than_failover_time_never_delay_a_renewal() {
     let kinesis = kinesis_client(KinesisServer::Kinesalite).await;
@@ -88,9 +27,9 @@ async fn scans_slower_than_failover_time_never_delay_a_renewal() {
     let stream = unique_name("slow-scans");
     create_stream(&kinesis, &stream, 1).await;
     let table = Arc::new(InMemoryLeaseStore::new());
-    let store = Arc::new(SlowScans {
-        inner: table.clone(),
-        delay: FAILOVER * 3 / 2,
+    let store = Arc::new(FaultyStore {
+        list_delay: FAILOVER * 3 / 2,
+        ..FaultyStore::over(&table)
     });
     let seen = Arc::new(Mutex::new(Seen::default()));
     let recorder = common::recorder("w1", &seen);

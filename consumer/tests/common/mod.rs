@@ -8,7 +8,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use kinesis_aggregation::ShardId;
-use kinesis_consumer::lease::LeaseConfig;
+use kinesis_consumer::lease::{
+    BoxFuture, Checkpoint, InMemoryLeaseStore, Lease, LeaseConfig, LeaseStore, LeaseStoreError,
+    ListedLease, Result,
+};
 use kinesis_consumer::retrieval::{FanOutConfig, PollingConfig, RetrievalConfig};
 use kinesis_consumer::{
     Checkpointer, InitializationInput, Position, ProcessRecordsInput, ProcessorError,
@@ -29,6 +32,8 @@ pub struct Seen {
     pub checkpoint_errors: Vec<(String, ShardId, String)>,
     /// (worker, shard, position) of every successful checkpoint.
     pub checkpointed: Vec<(String, ShardId, Position)>,
+    /// The most records one `process_records` call got.
+    pub largest_batch: usize,
 }
 
 impl Seen {
@@ -69,6 +74,7 @@ impl RecordProcessor for Recorder {
     ) -> Result<(), ProcessorError> {
         {
             let mut seen = self.seen.lock().unwrap();
+            seen.largest_batch = seen.largest_batch.max(input.records.len());
             for record in &input.records {
                 seen.records.push((
                     self.worker.clone(),
@@ -277,4 +283,91 @@ pub fn load(owners: &BTreeMap<ShardId, Option<String>>) -> BTreeMap<String, usiz
         *load.entry(owner.clone()).or_default() += 1;
     }
     load
+}
+
+/// A lease store in memory with faults: `list` (the table scan behind takes and shard syncs)
+/// takes `list_delay`, and the first creation of the lease of `fail_create_of` fails as a
+/// transient DynamoDB error would.
+pub struct FaultyStore {
+    pub inner: Arc<InMemoryLeaseStore>,
+    pub list_delay: Duration,
+    pub fail_create_of: Mutex<Option<ShardId>>,
+}
+
+impl FaultyStore {
+    /// No faults yet, over `inner`.
+    pub fn over(inner: &Arc<InMemoryLeaseStore>) -> Self {
+        FaultyStore {
+            inner: inner.clone(),
+            list_delay: Duration::ZERO,
+            fail_create_of: Mutex::new(None),
+        }
+    }
+}
+
+impl LeaseStore for FaultyStore {
+    fn create_table_if_absent(&self) -> BoxFuture<'_, Result<bool>> {
+        self.inner.create_table_if_absent()
+    }
+    fn list(&self) -> BoxFuture<'_, Result<Vec<ListedLease>>> {
+        Box::pin(async move {
+            tokio::time::sleep(self.list_delay).await;
+            self.inner.list().await
+        })
+    }
+    fn get<'a>(&'a self, lease_key: &'a ShardId) -> BoxFuture<'a, Result<Option<Lease>>> {
+        self.inner.get(lease_key)
+    }
+    fn create_if_absent<'a>(&'a self, lease: &'a Lease) -> BoxFuture<'a, Result<Lease>> {
+        let mut fail = self.fail_create_of.lock().unwrap();
+        if fail.as_ref() == Some(&lease.lease_key) {
+            *fail = None;
+            return Box::pin(async move {
+                Err(LeaseStoreError::Transient {
+                    operation: "PutItem",
+                    table: InMemoryLeaseStore::TABLE_NAME.into(),
+                    lease_key: Some(lease.lease_key.clone()),
+                    throttled: false,
+                    message: "injected by the test".into(),
+                    source: Arc::new(std::io::Error::other("injected")),
+                })
+            });
+        }
+        self.inner.create_if_absent(lease)
+    }
+    fn renew<'a>(&'a self, lease: &'a Lease) -> BoxFuture<'a, Result<Lease>> {
+        self.inner.renew(lease)
+    }
+    fn take<'a>(&'a self, lease: &'a Lease, new_owner: &'a str) -> BoxFuture<'a, Result<Lease>> {
+        self.inner.take(lease, new_owner)
+    }
+    fn release<'a>(&'a self, lease: &'a Lease) -> BoxFuture<'a, Result<Lease>> {
+        self.inner.release(lease)
+    }
+    fn checkpoint<'a>(
+        &'a self,
+        lease: &'a Lease,
+        checkpoint: &'a Checkpoint,
+        pending: Option<&'a Checkpoint>,
+    ) -> BoxFuture<'a, Result<Lease>> {
+        self.inner.checkpoint(lease, checkpoint, pending)
+    }
+    fn prepare_checkpoint<'a>(
+        &'a self,
+        lease: &'a Lease,
+        pending: &'a Checkpoint,
+        state: Option<&'a [u8]>,
+    ) -> BoxFuture<'a, Result<Lease>> {
+        self.inner.prepare_checkpoint(lease, pending, state)
+    }
+    fn update_child_shards<'a>(
+        &'a self,
+        lease_key: &'a ShardId,
+        child_shard_ids: &'a [ShardId],
+    ) -> BoxFuture<'a, Result<Lease>> {
+        self.inner.update_child_shards(lease_key, child_shard_ids)
+    }
+    fn delete<'a>(&'a self, lease: &'a Lease) -> BoxFuture<'a, Result<()>> {
+        self.inner.delete(lease)
+    }
 }
