@@ -136,10 +136,17 @@ async fn three_workers_balance_and_a_graceful_stop_hands_leases_over_at_once(mod
     for (_, _, error) in &seen.checkpoint_errors {
         assert!(error.contains("ShutdownException"), "{error}");
     }
-    // A stolen lease may replay what its old owner processed after its last checkpoint; with a
-    // checkpoint after every batch that is at most a batch per steal.
+    // A stolen lease may replay what its old owner processed after its last checkpoint, and the
+    // old owner may process one more batch before its refused checkpoint tells it: with a
+    // checkpoint after every batch, at most two batches per steal (each steal tells the old owner
+    // `lease_lost`). Batches here can hold a whole shard (aggregates of ~1,000 records).
     let duplicates: usize = seen.multiplicity().values().map(|n| n - 1).sum();
-    assert!(duplicates < 5_000, "{duplicates} duplicates");
+    let steals = seen.lost.len();
+    assert!(
+        duplicates <= 2 * steals * seen.largest_batch,
+        "{duplicates} duplicates from {steals} steals, batches of at most {}",
+        seen.largest_batch
+    );
 }
 
 async fn a_crashed_workers_leases_are_taken_after_failover_and_resume_from_the_checkpoint(
