@@ -414,3 +414,52 @@ async fn bytes_in_flight_stay_under_max_in_flight_bytes() {
     let read = common::count_stored(&direct, &stream).await;
     assert_eq!(read, count);
 }
+
+/// `ListShards` failing at start: the producer starts without a shard map and sends records on
+/// their own, then lists again after 1 s (doubling to 30 s, the KPL's schedule) rather than after
+/// `ShardMapRefreshInterval` (60 s): soon after `ListShards` answers, records are aggregated again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_shard_map_at_start_the_shards_are_listed_again_within_seconds() {
+    let (_direct, proxy, stream, client) = setup(KinesisServer::Kinesalite, 2).await;
+    proxy.set_faults(Faults {
+        errors: RequestErrors {
+            targets: Targets::only(["ListShards"]),
+            rate: 1.0,
+            responses: vec![ErrorResponse::ServiceUnavailable],
+        },
+        ..Faults::default()
+    });
+    let producer = Producer::builder(client, &stream)
+        .record_max_buffered_time(Duration::from_millis(50))
+        .build()
+        .await
+        .expect("starts without a map");
+    let early = producer.put_data("key-0", "early").await.unwrap().await;
+    assert_eq!(early.unwrap().sub_sequence_number, None, "on its own");
+    proxy.set_faults(Faults::default());
+    let answered = Instant::now();
+    loop {
+        let mut handles = Vec::new();
+        for i in 0..10 {
+            handles.push(
+                producer
+                    .put_data(format!("key-{i}"), "later")
+                    .await
+                    .unwrap(),
+            );
+        }
+        let mut aggregated = false;
+        for handle in handles {
+            aggregated |= handle.await.unwrap().sub_sequence_number.is_some();
+        }
+        if aggregated {
+            break;
+        }
+        assert!(
+            answered.elapsed() < Duration::from_secs(10),
+            "still no shard map 10 s after ListShards answers again"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    producer.shutdown().await.unwrap();
+}
