@@ -4,8 +4,9 @@
 
 use std::collections::HashMap;
 
-use aws_sdk_kinesis::types::{Shard, ShardIteratorType};
-use kinesis_aggregation::{HashKey, KinesisRecord, deaggregate};
+use aws_sdk_kinesis::types::Shard;
+use kinesis_aggregation::HashKey;
+use kinesis_test_support::kcl_view::StoredRecord;
 
 /// One user record as read back from the stream.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,59 +32,29 @@ pub async fn count_stored(client: &aws_sdk_kinesis::Client, stream: &str) -> usi
 
 /// Reads every shard from TRIM_HORIZON to its current end and deaggregates: a map from
 /// (sequence number, sub-sequence number) to the user records found there (a list, so duplicates
-/// show).
+/// show). Everything stored, including aggregates a KCL would drop.
 pub async fn read_stream(
     client: &aws_sdk_kinesis::Client,
     stream: &str,
 ) -> HashMap<(String, Option<u64>), Vec<ReadBack>> {
+    let view = kinesis_test_support::kcl_view::read_as_java_kcl(client, stream).await;
+    by_position(view.delivered.into_iter().chain(view.dropped))
+}
+
+/// Stored records by (sequence number, sub-sequence number).
+fn by_position(
+    records: impl IntoIterator<Item = StoredRecord>,
+) -> HashMap<(String, Option<u64>), Vec<ReadBack>> {
     let mut found: HashMap<(String, Option<u64>), Vec<ReadBack>> = HashMap::new();
-    for shard in list_shards(client, stream).await {
-        let shard_id = shard.shard_id().to_owned();
-        let mut iterator = client
-            .get_shard_iterator()
-            .stream_name(stream)
-            .shard_id(&shard_id)
-            .shard_iterator_type(ShardIteratorType::TrimHorizon)
-            .send()
-            .await
-            .expect("GetShardIterator")
-            .shard_iterator;
-        while let Some(current) = iterator {
-            let output = client
-                .get_records()
-                .shard_iterator(current)
-                .limit(10_000)
-                .send()
-                .await
-                .expect("GetRecords");
-            for record in output.records() {
-                let (user_records, _) = deaggregate(&KinesisRecord::new(
-                    record.partition_key().unwrap_or_default(),
-                    record.data().clone().into_inner(),
-                ));
-                for user_record in user_records {
-                    let sub = user_record
-                        .aggregated
-                        .then_some(user_record.sub_sequence_number);
-                    found
-                        .entry((record.sequence_number().to_owned(), sub))
-                        .or_default()
-                        .push(ReadBack {
-                            shard: shard_id.clone(),
-                            partition_key: user_record.partition_key.to_string(),
-                            data: user_record.data.to_vec(),
-                        });
-                }
-            }
-            // Stop at the end of what is there now (an open shard always has a next iterator).
-            if output.records().is_empty()
-                || output.millis_behind_latest() == Some(0)
-                    && output.next_shard_iterator().is_none()
-            {
-                break;
-            }
-            iterator = output.next_shard_iterator().map(str::to_owned);
-        }
+    for r in records {
+        found
+            .entry((r.sequence_number, r.sub_sequence_number))
+            .or_default()
+            .push(ReadBack {
+                shard: r.shard,
+                partition_key: r.partition_key,
+                data: r.data,
+            });
     }
     found
 }
@@ -134,17 +105,7 @@ pub async fn expect_each_stored_once(
         "a KCL reads exactly the records put ({} more stored in aggregates it drops)",
         view.dropped.len()
     );
-    let mut contents: HashMap<(String, Option<u64>), Vec<ReadBack>> = HashMap::new();
-    for r in view.delivered {
-        contents
-            .entry((r.sequence_number, r.sub_sequence_number))
-            .or_default()
-            .push(ReadBack {
-                shard: r.shard,
-                partition_key: r.partition_key,
-                data: r.data,
-            });
-    }
+    let mut contents = by_position(view.delivered);
     records
         .iter()
         .zip(outcomes)
