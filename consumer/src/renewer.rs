@@ -16,6 +16,7 @@ use crate::metrics as m;
 /// The leases a worker holds, renewed every `renew_interval` until [`Renewer::stop`].
 pub(crate) struct Renewer {
     leases: Arc<Mutex<HashMap<ShardId, Arc<HeldLease>>>>,
+    stopping: tokio::sync::watch::Sender<bool>,
     task: JoinHandle<()>,
 }
 
@@ -24,11 +25,15 @@ impl Renewer {
     pub fn start(renew_interval: Duration, failover: Duration, worker: String) -> Self {
         let leases: Arc<Mutex<HashMap<ShardId, Arc<HeldLease>>>> = Arc::default();
         let held = leases.clone();
+        let (stopping, mut stop_requested) = tokio::sync::watch::channel(false);
         let task = tokio::spawn(async move {
             let mut timer = tokio::time::interval(renew_interval);
             timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
-                timer.tick().await;
+                tokio::select! {
+                    _ = timer.tick() => {}
+                    _ = stop_requested.wait_for(|stop| *stop) => break,
+                }
                 let current: Vec<Arc<HeldLease>> = held
                     .lock()
                     .expect("not poisoned")
@@ -43,7 +48,11 @@ impl Renewer {
                 while renewals.join_next().await.is_some() {}
             }
         });
-        Renewer { leases, task }
+        Renewer {
+            leases,
+            stopping,
+            task,
+        }
     }
 
     /// Renews `lease` from now on.
@@ -59,9 +68,16 @@ impl Renewer {
         self.leases.lock().expect("not poisoned").remove(shard);
     }
 
-    /// Stops renewing altogether (a renewal under way is abandoned; its lease is released next).
-    pub fn stop(&self) {
-        self.task.abort();
+    /// Stops renewing altogether, once the renewals under way have ended.
+    ///
+    /// Waited for, not aborted: an aborted renewal may still have reached the table and moved the
+    /// counter without this worker learning the new one, and the release that follows (conditional
+    /// on the counter) would then fail and leave the lease held until it expires.
+    pub async fn stop(&mut self) {
+        self.stopping.send_replace(true);
+        if let Err(error) = (&mut self.task).await {
+            tracing::warn!(%error, "the lease renewer ended abnormally");
+        }
         self.leases.lock().expect("not poisoned").clear();
     }
 }

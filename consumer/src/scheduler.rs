@@ -941,7 +941,7 @@ impl<F: RecordProcessorFactory> Worker<'_, F> {
                 tracing::info!(%shard, ?outcome, "shard consumer stopped");
             }
         }
-        self.renewer.stop();
+        self.renewer.stop().await;
         for running in self.held.values() {
             self.release(&running.held).await;
         }

@@ -163,3 +163,76 @@ async fn a_graceful_shutdown_keeps_its_leases_until_the_processors_are_done() {
         "the slow processor's last checkpoint went through: its lease stayed w1's"
     );
 }
+
+/// Reads and never checkpoints, not even at shutdown: only renewals move the lease's counter.
+struct Idle;
+
+impl RecordProcessor for Idle {
+    async fn initialize(&mut self, _input: InitializationInput) {}
+    async fn process_records(
+        &mut self,
+        _input: ProcessRecordsInput<'_>,
+    ) -> std::result::Result<(), ProcessorError> {
+        Ok(())
+    }
+    async fn lease_lost(&mut self) {}
+    async fn shard_ended(&mut self, checkpointer: &Checkpointer) {
+        let _ = checkpointer.checkpoint().await;
+    }
+    async fn shutdown_requested(&mut self, _checkpointer: &Checkpointer) {}
+}
+
+/// A renewal whose answer is slow is under way when the worker shuts down: the worker waits for
+/// it, so the release that follows is conditional on the counter the renewal wrote, and the lease
+/// is free at once. (Cancelling the renewal instead left the table's counter one ahead of the
+/// worker's, the release failed, and the lease stayed the worker's until it expired.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shutdown_during_a_renewal_still_releases_the_lease() {
+    let kinesis = kinesis_client(KinesisServer::Kinesalite).await;
+    let dynamodb = dynamodb_client(DynamoDbServer::Dynalite).await;
+    let stream = unique_name("renewing-at-shutdown");
+    create_stream(&kinesis, &stream, 1).await;
+    let table = Arc::new(InMemoryLeaseStore::new());
+    let store = Arc::new(FaultyStore {
+        renew_answer_delay: Duration::from_millis(1500),
+        ..FaultyStore::over(&table)
+    });
+    let handle = Scheduler::builder(kinesis, dynamodb, &stream, unique_name("app"))
+        .worker_id("w1")
+        .initial_position(InitialPosition::TrimHorizon)
+        .lease_config(common::quick_leases(Duration::from_secs(3)))
+        .polling_config(common::quick_polling())
+        .lease_store(store.clone())
+        .build(|_: &ShardId| Idle)
+        .await
+        .unwrap()
+        .spawn();
+    let written = || {
+        store
+            .renewals_written
+            .load(std::sync::atomic::Ordering::SeqCst)
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while written() == 0 {
+        assert!(Instant::now() < deadline, "w1 never renewed a lease");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // Right after a renewal was written, 1.5 s before its answer.
+    let before = written();
+    while written() == before {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    handle.shutdown().await.unwrap();
+    let leases: Vec<_> = table
+        .list()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|l| l.unwrap())
+        .collect();
+    assert_eq!(leases.len(), 1);
+    assert_eq!(
+        leases[0].lease_owner, None,
+        "released on graceful shutdown: {leases:?}"
+    );
+}

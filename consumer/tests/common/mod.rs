@@ -292,6 +292,10 @@ pub struct FaultyStore {
     pub inner: Arc<InMemoryLeaseStore>,
     pub list_delay: Duration,
     pub fail_create_of: Mutex<Option<ShardId>>,
+    /// How long a renewal's answer takes after the renewal is written (a slow response).
+    pub renew_answer_delay: Duration,
+    /// Renewals written so far.
+    pub renewals_written: std::sync::atomic::AtomicUsize,
 }
 
 impl FaultyStore {
@@ -301,6 +305,8 @@ impl FaultyStore {
             inner: inner.clone(),
             list_delay: Duration::ZERO,
             fail_create_of: Mutex::new(None),
+            renew_answer_delay: Duration::ZERO,
+            renewals_written: Default::default(),
         }
     }
 }
@@ -336,7 +342,13 @@ impl LeaseStore for FaultyStore {
         self.inner.create_if_absent(lease)
     }
     fn renew<'a>(&'a self, lease: &'a Lease) -> BoxFuture<'a, Result<Lease>> {
-        self.inner.renew(lease)
+        Box::pin(async move {
+            let renewed = self.inner.renew(lease).await;
+            self.renewals_written
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            tokio::time::sleep(self.renew_answer_delay).await;
+            renewed
+        })
     }
     fn take<'a>(&'a self, lease: &'a Lease, new_owner: &'a str) -> BoxFuture<'a, Result<Lease>> {
         self.inner.take(lease, new_owner)
