@@ -10,6 +10,8 @@ use rand::SeedableRng;
 use tokio::sync::watch;
 use tokio::task::{JoinHandle, JoinSet};
 
+use aws_sdk_kinesis::types::{ShardFilter, ShardFilterType};
+
 use crate::checkpointer::HeldLease;
 use crate::lease::{
     Checkpoint, DynamoLeaseStore, Lease, LeaseConfig, LeaseObservations, LeaseStore,
@@ -23,7 +25,7 @@ use crate::retrieval::{
     register_stream_consumer,
 };
 use crate::shard_consumer::{ShardConsumer, ShardOutcome, signalled};
-use crate::shards::{ShardInfo, list_shards};
+use crate::shards::{ShardInfo, list_shards, list_shards_filtered};
 
 /// Where new leases start when the stream has no checkpoint for a shard.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,6 +46,30 @@ impl InitialPosition {
             InitialPosition::AtTimestamp(_) => Checkpoint::AtTimestamp,
         }
     }
+
+    /// The `ListShards` filter for the shards a new application starts on.
+    fn shard_filter(self) -> Option<ShardFilter> {
+        let filter = match self {
+            InitialPosition::TrimHorizon => return None,
+            InitialPosition::Latest => ShardFilter::builder().r#type(ShardFilterType::AtLatest),
+            InitialPosition::AtTimestamp(at) => ShardFilter::builder()
+                .r#type(ShardFilterType::AtTimestamp)
+                .timestamp(aws_sdk_kinesis::primitives::DateTime::from(at)),
+        };
+        filter.build().ok()
+    }
+}
+
+/// The shards a new application (empty lease table) gets leases for at `position`, from a
+/// listing made with its `shard_filter`. Servers that ignore the filter return every shard, so
+/// LATEST keeps the open ones here; AT_TIMESTAMP cannot be checked without shard times and
+/// keeps them all, which stays correct: every lease starts at the timestamp, parents first, and
+/// a shard closed before it ends at once.
+fn shards_to_start(mut shards: Vec<ShardInfo>, position: InitialPosition) -> Vec<ShardInfo> {
+    if matches!(position, InitialPosition::Latest) {
+        shards.retain(|s| s.open);
+    }
+    shards
 }
 
 /// Why the scheduler could not start or stopped.
@@ -859,19 +885,38 @@ impl<F: RecordProcessorFactory> Worker<'_, F> {
     /// Creates leases for shards that have none: at the initial position, or TRIM_HORIZON for
     /// children of a shard this application knows (their parents' records come first).
     async fn sync_shards(&mut self) {
-        let shards = match list_shards(&self.scheduler.kinesis, &self.scheduler.stream).await {
-            Ok(shards) => shards,
-            Err(error) => {
-                tracing::warn!(%error, "shard sync: listing the shards failed");
-                return;
-            }
-        };
         let Some(leases) = self.list().await else {
             return;
         };
+        // As the Java KCL: a new application (empty table) starts at LATEST or AT_TIMESTAMP
+        // only on the shards open at that position; their closed ancestors get no lease, and a
+        // child of a listed parent does not go back to TRIM_HORIZON (records put before the
+        // start would be delivered).
+        let first_sync = leases.is_empty();
+        let position = self.scheduler.initial_position;
+        let filter = if first_sync {
+            position.shard_filter()
+        } else {
+            None
+        };
+        let shards =
+            match list_shards_filtered(&self.scheduler.kinesis, &self.scheduler.stream, filter)
+                .await
+            {
+                Ok(shards) if first_sync => shards_to_start(shards, position),
+                Ok(shards) => shards,
+                Err(error) => {
+                    tracing::warn!(%error, "shard sync: listing the shards failed");
+                    return;
+                }
+            };
         let known: HashSet<&ShardId> = leases.iter().map(|l| &l.lease_key).collect();
         let listed: HashSet<&ShardId> = shards.iter().map(|s| &s.shard_id).collect();
         let finished = finished_ancestors(&shards, &known);
+        // A parent whose records this application reads: leased, or getting its lease in this
+        // pass (listed, and not an unleased ancestor of a leased shard).
+        let read_parent =
+            |p: &ShardId| known.contains(p) || (listed.contains(p) && !finished.contains(p));
         for ShardInfo {
             shard_id,
             parents,
@@ -884,18 +929,15 @@ impl<F: RecordProcessorFactory> Worker<'_, F> {
             if known.contains(shard_id) || finished.contains(shard_id) {
                 continue;
             }
-            let has_known_parent = parents
-                .iter()
-                .any(|p| known.contains(p) || listed.contains(p));
-            let checkpoint = if has_known_parent {
+            let checkpoint = if !first_sync && parents.iter().any(read_parent) {
                 Checkpoint::TrimHorizon
             } else {
-                self.scheduler.initial_position.checkpoint()
+                position.checkpoint()
             };
             let mut lease = Lease::new(shard_id.clone(), checkpoint).with_parents(
                 parents
                     .iter()
-                    .filter(|p| known.contains(p) || listed.contains(p))
+                    .filter(|p| read_parent(p))
                     .cloned()
                     .collect::<Vec<_>>(),
             );

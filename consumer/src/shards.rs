@@ -2,6 +2,7 @@
 //! an ended shard on servers that do not name them in `GetRecords`.
 
 use aws_sdk_kinesis::error::{DisplayErrorContext, ProvideErrorMetadata};
+use aws_sdk_kinesis::types::ShardFilter;
 use kinesis_aggregation::ShardId;
 
 use crate::lease::HashKeyRange;
@@ -25,12 +26,28 @@ pub async fn list_shards(
     client: &aws_sdk_kinesis::Client,
     stream: &str,
 ) -> Result<Vec<ShardInfo>, String> {
+    list_shards_filtered(client, stream, None).await
+}
+
+/// The shards `filter` selects (`ShardFilter` of `ListShards`: e.g. only the shards open at the
+/// latest position or at a timestamp), following `NextToken`. Some servers ignore the filter
+/// and return every shard: callers that depend on it filter again with what they can see.
+pub(crate) async fn list_shards_filtered(
+    client: &aws_sdk_kinesis::Client,
+    stream: &str,
+    filter: Option<ShardFilter>,
+) -> Result<Vec<ShardInfo>, String> {
     let mut shards = Vec::new();
     let mut next_token: Option<String> = None;
     loop {
+        // The filter, like the stream name, goes only with the first page: a NextToken carries
+        // them and the API refuses both together.
         let request = match &next_token {
             Some(token) => client.list_shards().next_token(token),
-            None => client.list_shards().stream_name(stream),
+            None => client
+                .list_shards()
+                .stream_name(stream)
+                .set_shard_filter(filter.clone()),
         };
         let page = request.send().await.map_err(|error| {
             format!(
