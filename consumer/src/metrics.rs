@@ -25,3 +25,6 @@ pub const RENEW_LEASE_FAILURE: &str = "RenewLease.Failure";
 /// hash-key range (built before a reshard and put again by a KPL-style producer; the Java KCL drops
 /// such aggregates too).
 pub const RECORDS_OUTSIDE_SHARD_RANGE: &str = "RecordsOutsideShardRange";
+/// Counter: leases whose shard was no longer in the stream (past the retention period) and were
+/// handled as the shard's end.
+pub const SHARDS_GONE: &str = "ShardsGone";

@@ -9,6 +9,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime};
 
 use backon::{BackoffBuilder, ExponentialBuilder};
+use kinesis_aggregation::ShardId;
 use tokio::sync::watch;
 
 use crate::checkpointer::{Checkpointer, HeldLease, Progress};
@@ -16,7 +17,8 @@ use crate::lease::Checkpoint;
 use crate::metrics as m;
 use crate::processor::{InitializationInput, ProcessRecordsInput, RecordProcessor};
 use crate::record::Record;
-use crate::retrieval::{ChildShard, Retrieval, StartingPosition};
+use crate::retrieval::{ChildShard, FetchError, Retrieval, StartingPosition};
+use crate::shards::list_shards;
 
 /// How a shard's processing ended.
 #[derive(Debug)]
@@ -104,6 +106,16 @@ impl<P: RecordProcessor> ShardConsumer<P> {
             };
             let batch = match batch {
                 Some(Ok(batch)) => batch,
+                Some(Err(error))
+                    if shard_is_gone(&self.kinesis, &self.stream, &shard, &error).await =>
+                {
+                    // As the Java KCL's data fetcher: a shard past the retention period is read
+                    // to its end (its records are gone), so its children can start.
+                    tracing::warn!(%shard, %error, "the shard is no longer in the stream: handled as its end");
+                    metrics::counter!(m::SHARDS_GONE, "stream" => self.stream.to_string(), "shard" => shard.to_string())
+                        .increment(1);
+                    return self.end(&checkpointer, Vec::new()).await;
+                }
                 Some(Err(error)) => {
                     tracing::error!(%shard, %error, "reading the shard failed");
                     return ShardOutcome::Failed(error.to_string());
@@ -239,6 +251,27 @@ impl<P: RecordProcessor> ShardConsumer<P> {
             tracing::error!(shard = %self.held.shard, panic, "shutdown_requested panicked");
         }
         ShardOutcome::ShutDown
+    }
+}
+
+/// Whether `error` says the shard does not exist and the stream, listed now, confirms it
+/// (aged out of the retention period). Checked against the listing so that a deleted or
+/// mistyped stream, which answers the same code, is not taken for the end of every shard.
+async fn shard_is_gone(
+    kinesis: &aws_sdk_kinesis::Client,
+    stream: &str,
+    shard: &ShardId,
+    error: &FetchError,
+) -> bool {
+    if error.code != "ResourceNotFoundException" {
+        return false;
+    }
+    match list_shards(kinesis, stream).await {
+        Ok(shards) => !shards.iter().any(|s| s.shard_id == *shard),
+        Err(listing) => {
+            tracing::warn!(%shard, listing, "the stream could not be listed to see whether the shard is gone");
+            false
+        }
     }
 }
 

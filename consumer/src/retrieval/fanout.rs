@@ -327,6 +327,14 @@ fn subscribe_position(start: &StartingPosition, continuation: Option<&str>) -> S
     builder.build().expect("the type is set")
 }
 
+/// A shard as `ListShards` shows it.
+enum Listed {
+    Open,
+    Closed,
+    /// Not listed: past the retention period (or never there).
+    Gone,
+}
+
 /// How one subscription ended.
 enum Ended {
     /// The server ended it (as AWS does after 5 minutes): subscribe again.
@@ -466,8 +474,17 @@ impl Subscriber {
                     return Ended::Done;
                 }
             } else if event.records().is_empty() && self.shard_end_check_due() {
-                if self.shard_closed().await {
-                    return Ended::Closed;
+                match self.listed_state().await {
+                    Some(Listed::Open) | None => {}
+                    Some(Listed::Closed) => return Ended::Closed,
+                    Some(Listed::Gone) => {
+                        // kinesis-mock subscribes to a shard it does not have; AWS refuses with
+                        // this error, which the shard's consumer judges.
+                        let message = "the shard is not in the stream's listing".to_owned();
+                        return self
+                            .failed("ResourceNotFoundException".into(), message, false, true)
+                            .await;
+                    }
                 }
             } else if self.sender.is_closed() {
                 return Ended::Done;
@@ -503,13 +520,17 @@ impl Subscriber {
         true
     }
 
-    /// Whether `ListShards` says the shard is closed (a listing error counts as open).
-    async fn shard_closed(&self) -> bool {
+    /// What `ListShards` says of the shard; `None` when the listing failed (taken as open).
+    async fn listed_state(&self) -> Option<Listed> {
         match list_shards(&self.client, &self.stream).await {
-            Ok(shards) => shards.iter().any(|s| s.shard_id == self.shard && !s.open),
+            Ok(shards) => Some(match shards.iter().find(|s| s.shard_id == self.shard) {
+                Some(shard) if shard.open => Listed::Open,
+                Some(_) => Listed::Closed,
+                None => Listed::Gone,
+            }),
             Err(error) => {
                 tracing::debug!(shard = %self.shard, error, "ListShards failed; the shard is taken as open");
-                false
+                None
             }
         }
     }
