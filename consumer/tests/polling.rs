@@ -240,3 +240,92 @@ async fn a_split_parent_ends_with_its_children() {
         );
     }
 }
+
+/// Puts `count` plain records of `size` bytes into a new one-shard kinesalite stream, the
+/// partition key of each its index; returns the stream.
+async fn stream_of_sized_records(count: usize, size: usize) -> String {
+    let client = kinesis_client(KinesisServer::Kinesalite).await;
+    let stream = unique_name("read-ahead");
+    create_stream(&client, &stream, 1).await;
+    let producer = Producer::builder(client, &stream)
+        .aggregation_enabled(false)
+        .build()
+        .await
+        .unwrap();
+    let mut handles = Vec::new();
+    for i in 0..count {
+        handles.push(
+            producer
+                .put_data(i.to_string(), vec![b'x'; size])
+                .await
+                .unwrap(),
+        );
+    }
+    for handle in handles {
+        handle.await.unwrap();
+    }
+    producer.shutdown().await.unwrap();
+    stream
+}
+
+/// Starts a reader through a proxy that counts its calls, lets it read ahead of a processor that
+/// takes nothing for 2 s, and returns how many `GetRecords` it made then and every record it
+/// gives afterwards.
+async fn read_ahead_of_a_stalled_processor(
+    stream: &str,
+    config: PollingConfig,
+) -> (u64, Vec<Record>) {
+    let proxy = FaultProxy::start(&KinesisServer::Kinesalite.endpoint()).await;
+    let client = aws_sdk_kinesis::Client::new(&sdk_config(proxy.endpoint()).await);
+    let mut fetcher = ShardFetcher::start(
+        client,
+        Arc::from(stream),
+        first_shard(),
+        StartingPosition::TrimHorizon,
+        None,
+        config,
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let calls = proxy.stats().forwarded("GetRecords");
+    (calls, read_all(&mut fetcher).await)
+}
+
+fn keys(records: &[Record]) -> Vec<String> {
+    records
+        .iter()
+        .map(|r| r.partition_key.to_string())
+        .collect()
+}
+
+#[tokio::test]
+async fn read_ahead_stops_at_the_byte_limit() {
+    // 10 records of 100 KiB a call: ~1 MiB a batch.
+    let stream = stream_of_sized_records(60, 100 * 1024).await;
+    let config = PollingConfig {
+        max_records: 10,
+        prefetch_batches: 3,
+        prefetch_max_bytes: 1_500 * 1024,
+        ..fast()
+    };
+    let (calls, records) = read_ahead_of_a_stalled_processor(&stream, config).await;
+    // The first batch is under the limit, the second goes over it: no third read. Without the
+    // byte limit the reader fills its 3 queued batches and holds a fourth.
+    assert_eq!(calls, 2, "GetRecords calls while nothing was taken");
+    let expected: Vec<String> = (0..60).map(|i| i.to_string()).collect();
+    assert_eq!(keys(&records), expected, "every record once, in order");
+}
+
+#[tokio::test]
+async fn read_ahead_stops_at_the_record_limit() {
+    let stream = stream_of_sized_records(60, 10).await;
+    let config = PollingConfig {
+        max_records: 10,
+        prefetch_batches: 3,
+        prefetch_max_records: 15,
+        ..fast()
+    };
+    let (calls, records) = read_ahead_of_a_stalled_processor(&stream, config).await;
+    assert_eq!(calls, 2, "GetRecords calls while nothing was taken");
+    let expected: Vec<String> = (0..60).map(|i| i.to_string()).collect();
+    assert_eq!(keys(&records), expected, "every record once, in order");
+}

@@ -22,7 +22,7 @@ use aws_sdk_kinesis::types::{
 use kinesis_aggregation::ShardId;
 use tokio::time::Instant;
 
-use super::feed::{Feed, Sender, backoff, code_and_message, is_transient, without_retries};
+use super::feed::{Feed, Limits, Sender, backoff, code_and_message, is_transient, without_retries};
 use super::polling::{Batch, FetchError, PollingConfig, ShardFetcher};
 use super::records::{ShardRangeCheck, UserRecords, child_shards, user_records};
 use super::start::StartingPosition;
@@ -37,6 +37,11 @@ pub struct FanOutConfig {
     /// Events held per shard while the processor is busy (default 2). When the queue is full the
     /// subscription is not read, and its flow control holds the server back.
     pub queued_events: usize,
+    /// The subscription is not read while the queued events hold this many bytes of data and
+    /// partition keys (default 8 MiB, as the Java KCL's prefetch limit; one event may go over).
+    pub queued_max_bytes: usize,
+    /// … or this many user records (default 30,000).
+    pub queued_max_records: usize,
     /// A subscription that delivers no event for this long is dropped and made anew (default
     /// 35 s; a live subscription gets an event at least every 5 s on AWS, every 1 s locally).
     pub event_timeout: Duration,
@@ -58,6 +63,8 @@ impl Default for FanOutConfig {
         FanOutConfig {
             consumer_name: None,
             queued_events: 2,
+            queued_max_bytes: 8 * 1024 * 1024,
+            queued_max_records: 30_000,
             event_timeout: Duration::from_secs(35),
             shard_end_check_interval: Duration::from_secs(30),
             drain: PollingConfig {
@@ -282,7 +289,12 @@ impl FanOutFetcher {
     ) -> Self {
         let client = without_retries(&client);
         let range_check = ShardRangeCheck::new(range, &stream);
-        FanOutFetcher(Feed::spawn(config.queued_events, |sender| {
+        let limits = Limits {
+            batches: config.queued_events,
+            bytes: config.queued_max_bytes,
+            records: config.queued_max_records,
+        };
+        FanOutFetcher(Feed::spawn(limits, |sender| {
             Subscriber {
                 client,
                 stream,
@@ -417,6 +429,7 @@ impl Subscriber {
         };
         let mut had_events = false;
         loop {
+            self.sender.room().await;
             let received = tokio::time::timeout(self.config.event_timeout, events.recv()).await;
             let event = match received {
                 Err(_) => {

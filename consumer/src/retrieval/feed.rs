@@ -1,47 +1,131 @@
 //! What the polling and fan-out readers share: the bounded queue between a reader task and the
 //! shard's processor, the SDK client they use, their backoff, and how they judge an error.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use aws_sdk_kinesis::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use backon::{BackoffBuilder, ExponentialBuilder};
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinHandle;
 
 use super::polling::{Batch, FetchError};
+
+/// How far a reader may run ahead of its processor: batches queued, and their bytes and records
+/// (the Java KCL's prefetch limits). The reader reads again only while what is queued is under
+/// the byte and record limits, so one batch may go over them, as in Java.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Limits {
+    pub batches: usize,
+    pub bytes: usize,
+    pub records: usize,
+}
 
 /// The receiving end of a reader task's bounded queue. Dropping it stops the task.
 #[derive(Debug)]
 pub(super) struct Feed {
     batches: mpsc::Receiver<Result<Batch, FetchError>>,
+    queued: Arc<Queued>,
     task: JoinHandle<()>,
 }
 
+/// What is in the queue, and a wake-up for a reader waiting for room.
+#[derive(Debug, Default)]
+struct Queued {
+    bytes: AtomicUsize,
+    records: AtomicUsize,
+    taken: Notify,
+}
+
 /// The sending end, for the reader task.
-pub(super) type Sender = mpsc::Sender<Result<Batch, FetchError>>;
+#[derive(Debug)]
+pub(super) struct Sender {
+    batches: mpsc::Sender<Result<Batch, FetchError>>,
+    queued: Arc<Queued>,
+    limits: Limits,
+}
+
+/// The bytes (data and partition keys) and user records of a batch.
+fn size(item: &Result<Batch, FetchError>) -> (usize, usize) {
+    match item {
+        Ok(batch) => (
+            batch
+                .records
+                .iter()
+                .map(|r| r.data.len() + r.partition_key.len())
+                .sum(),
+            batch.records.len(),
+        ),
+        Err(_) => (0, 0),
+    }
+}
 
 impl Feed {
-    /// Spawns the reader `run` makes from the sending end of a queue of `capacity` batches.
-    pub(super) fn spawn<F, R>(capacity: usize, run: R) -> Feed
+    /// Spawns the reader `run` makes from the sending end of a queue bounded by `limits`.
+    pub(super) fn spawn<F, R>(limits: Limits, run: R) -> Feed
     where
         R: FnOnce(Sender) -> F,
         F: Future<Output = ()> + Send + 'static,
     {
-        let (sender, batches) = mpsc::channel(capacity.max(1));
+        let (sender, batches) = mpsc::channel(limits.batches.max(1));
+        let queued = Arc::new(Queued::default());
+        let sender = Sender {
+            batches: sender,
+            queued: queued.clone(),
+            limits,
+        };
         Feed {
             batches,
+            queued,
             task: tokio::spawn(run(sender)),
         }
     }
 
     pub(super) async fn next(&mut self) -> Option<Result<Batch, FetchError>> {
-        self.batches.recv().await
+        let item = self.batches.recv().await?;
+        let (bytes, records) = size(&item);
+        self.queued.bytes.fetch_sub(bytes, Ordering::AcqRel);
+        self.queued.records.fetch_sub(records, Ordering::AcqRel);
+        self.queued.taken.notify_waiters();
+        Some(item)
     }
 }
 
 impl Drop for Feed {
     fn drop(&mut self) {
         self.task.abort();
+    }
+}
+
+impl Sender {
+    /// Queues `item`, waiting while `limits.batches` are queued; `Err` when nobody reads any more.
+    pub(super) async fn send(&self, item: Result<Batch, FetchError>) -> Result<(), ()> {
+        let (bytes, records) = size(&item);
+        self.queued.bytes.fetch_add(bytes, Ordering::AcqRel);
+        self.queued.records.fetch_add(records, Ordering::AcqRel);
+        self.batches.send(item).await.map_err(|_| ())
+    }
+
+    pub(super) fn is_closed(&self) -> bool {
+        self.batches.is_closed()
+    }
+
+    /// Waits until what is queued is under the byte and record limits (or nobody reads any more).
+    pub(super) async fn room(&self) {
+        loop {
+            // Made before the check, so a batch taken in between still wakes it.
+            let taken = self.queued.taken.notified();
+            if self.queued.bytes.load(Ordering::Acquire) < self.limits.bytes
+                && self.queued.records.load(Ordering::Acquire) < self.limits.records
+            {
+                return;
+            }
+            tokio::select! {
+                () = taken => {}
+                () = self.batches.closed() => return,
+            }
+        }
     }
 }
 

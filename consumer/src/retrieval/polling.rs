@@ -8,7 +8,7 @@ use aws_sdk_kinesis::error::ProvideErrorMetadata;
 use aws_sdk_kinesis::primitives::DateTime;
 use kinesis_aggregation::ShardId;
 
-use super::feed::{Feed, Sender, backoff, code_and_message, is_transient, without_retries};
+use super::feed::{Feed, Limits, Sender, backoff, code_and_message, is_transient, without_retries};
 use super::records::{ShardRangeCheck, UserRecords, child_shards, user_records};
 use super::start::StartingPosition;
 use crate::lease::HashKeyRange;
@@ -22,8 +22,14 @@ pub struct PollingConfig {
     /// `idleTimeBetweenReadsInMillis` (default 1,500 ms): the pause between two `GetRecords` calls
     /// of a shard. A shard allows 5 calls per second, shared by every consumer of the stream.
     pub idle_time_between_reads: Duration,
-    /// Batches read ahead while the processor works (default 3).
+    /// `maxPendingProcessRecordsInput`: batches read ahead while the processor works (default 3).
     pub prefetch_batches: usize,
+    /// `maxByteSize`: no further read while the batches read ahead hold this many bytes of
+    /// data and partition keys (default 8 MiB; one batch may go over it, as in Java).
+    pub prefetch_max_bytes: usize,
+    /// `maxRecordsCount`: no further read while the batches read ahead hold this many user
+    /// records (default 30,000).
+    pub prefetch_max_records: usize,
     /// First retry delay after throttling or a transient error (default 200 ms, doubling, jittered).
     pub min_backoff: Duration,
     /// Longest retry delay (default 10 s).
@@ -36,6 +42,8 @@ impl Default for PollingConfig {
             max_records: 10_000,
             idle_time_between_reads: Duration::from_millis(1_500),
             prefetch_batches: 3,
+            prefetch_max_bytes: 8 * 1024 * 1024,
+            prefetch_max_records: 30_000,
             min_backoff: Duration::from_millis(200),
             max_backoff: Duration::from_secs(10),
         }
@@ -101,7 +109,12 @@ impl ShardFetcher {
     ) -> Self {
         let client = without_retries(&client);
         let range_check = ShardRangeCheck::new(range, &stream);
-        ShardFetcher(Feed::spawn(config.prefetch_batches, |sender| {
+        let limits = Limits {
+            batches: config.prefetch_batches,
+            bytes: config.prefetch_max_bytes,
+            records: config.prefetch_max_records,
+        };
+        ShardFetcher(Feed::spawn(limits, |sender| {
             Reader {
                 client,
                 stream,
@@ -151,7 +164,10 @@ impl Reader {
         let mut failures = 0;
         loop {
             let result = match iterator.take() {
-                Some(current) => self.read(current).await,
+                Some(current) => {
+                    self.sender.room().await;
+                    self.read(current).await
+                }
                 None => self.iterator().await.map(|it| (None, Some(it))),
             };
             match result {
