@@ -399,6 +399,7 @@ impl<F: RecordProcessorFactory> Scheduler<F> {
                 _ = renew.tick() => worker.forget_lost(),
                 () = tokio::time::sleep_until(next_take) => {
                     next_take = tokio::time::Instant::from_std(worker.take().await);
+                    worker.clean_up_finished_parents().await;
                     worker.start_ready().await;
                 }
                 _ = sync.tick() => worker.sync_shards().await,
@@ -519,14 +520,23 @@ fn finished_ancestors<'a>(
     finished
 }
 
+/// A listing of the lease table and when it was read.
+struct Listing {
+    read_at: Instant,
+    leases: Vec<Lease>,
+}
+
 struct Worker<'a, F> {
     observations: LeaseObservations,
     /// Whether the leases this worker owned before a restart were taken back (first take).
     adopted: bool,
     renewer: Renewer,
-    /// The taker's last listing of the table, which shard sync reuses instead of scanning again
-    /// (lease creation is conditional, so a slightly old listing costs at most a refused write).
-    last_listing: Option<Vec<Lease>>,
+    /// The last listing of the table (the taker's, each taker run), which shard sync, parent
+    /// clean-up and the parent check reuse instead of scanning again: every decision taken from
+    /// it is made by a conditional write, so an old item costs at most a refused write, and the
+    /// states read from it (SHARD_END, a child started) do not go back. Kept up to date with
+    /// this worker's own creations and deletions.
+    last_listing: Option<Listing>,
     rng: rand::rngs::StdRng,
     held: HashMap<ShardId, Running>,
     consumers: JoinSet<(ShardId, ShardOutcome)>,
@@ -609,7 +619,10 @@ impl<F: RecordProcessorFactory> Worker<'_, F> {
         };
         let now = Instant::now();
         self.observations.update(&leases, now);
-        self.last_listing = Some(leases.clone());
+        self.last_listing = Some(Listing {
+            read_at: now,
+            leases: leases.clone(),
+        });
         if !std::mem::replace(&mut self.adopted, true) {
             self.adopt_own(&leases).await;
         }
@@ -696,14 +709,16 @@ impl<F: RecordProcessorFactory> Worker<'_, F> {
         if self.held.values().all(|r| r.started) {
             return;
         }
-        let leases = match self.last_listing.take() {
-            Some(leases) => leases,
-            None => match self.list().await {
-                Some(leases) => leases,
-                None => return,
-            },
+        let Some(leases) = self.listing(self.scheduler.lease.take_interval()).await else {
+            return;
         };
-        let by_key: HashMap<&ShardId, &Lease> = leases.iter().map(|l| (&l.lease_key, l)).collect();
+        let by_key: HashMap<ShardId, Lease> = leases
+            .into_iter()
+            .map(|l| (l.lease_key.clone(), l))
+            .collect();
+        // Parents the listing shows unfinished are read again one by one (as the Java KCL's
+        // parent check does): cheaper than a scan, and current.
+        let mut parents_now: HashMap<ShardId, bool> = HashMap::new();
         let waiting: Vec<ShardId> = self
             .held
             .iter()
@@ -718,11 +733,32 @@ impl<F: RecordProcessorFactory> Worker<'_, F> {
                 continue;
             };
             // Parent before child: every parent must be at SHARD_END, or gone (cleaned up).
-            let parents_done = lease.parent_shard_ids.iter().all(|parent| {
-                by_key
-                    .get(parent)
-                    .is_none_or(|p| p.checkpoint.is_shard_end())
-            });
+            let mut parents_done = true;
+            for parent in &lease.parent_shard_ids {
+                let done = match by_key.get(parent) {
+                    None => true,
+                    Some(p) if p.checkpoint.is_shard_end() => true,
+                    Some(_) => match parents_now.get(parent) {
+                        Some(done) => *done,
+                        None => {
+                            let done = match self.store().get(parent).await {
+                                Ok(p) => p.is_none_or(|p| p.checkpoint.is_shard_end()),
+                                Err(error) => {
+                                    tracing::debug!(%shard, %parent, %error, "reading the parent lease failed");
+                                    false
+                                }
+                            };
+                            parents_now.insert(parent.clone(), done);
+                            done
+                        }
+                    },
+                };
+                if !done {
+                    parents_done = false;
+                    break;
+                }
+            }
+            let running = self.held.get_mut(&shard).expect("listed above");
             if !parents_done {
                 tracing::debug!(%shard, "waiting for the parent shards to finish");
                 continue;
@@ -780,7 +816,6 @@ impl<F: RecordProcessorFactory> Worker<'_, F> {
             ShardOutcome::Ended(children) => {
                 self.create_children(&shard, children).await;
                 self.release(&running.held).await;
-                self.clean_up_finished_parents().await;
             }
             ShardOutcome::LeaseLost => {}
             ShardOutcome::Failed(reason) => {
@@ -810,7 +845,7 @@ impl<F: RecordProcessorFactory> Worker<'_, F> {
 
     /// Creates the leases of an ended shard's children (from `ChildShards`, or `ListShards` when the
     /// server did not name them) and records them on the parent.
-    async fn create_children(&self, parent: &ShardId, children: Vec<ChildShard>) {
+    async fn create_children(&mut self, parent: &ShardId, children: Vec<ChildShard>) {
         let children: Vec<ChildShard> = if children.is_empty() {
             match list_shards(&self.scheduler.kinesis, &self.scheduler.stream).await {
                 Ok(shards) => shards
@@ -830,6 +865,7 @@ impl<F: RecordProcessorFactory> Worker<'_, F> {
         } else {
             children
         };
+        let mut created_leases = Vec::new();
         for ChildShard {
             shard_id: child,
             parent_shards: parents,
@@ -840,13 +876,17 @@ impl<F: RecordProcessorFactory> Worker<'_, F> {
                 Lease::new(child.clone(), Checkpoint::TrimHorizon).with_parents(parents.clone());
             lease.hash_key_range = *hash_key_range;
             match self.store().create_if_absent(&lease).await {
-                Ok(_) => tracing::info!(%child, %parent, "child lease created"),
+                Ok(created) => {
+                    tracing::info!(%child, %parent, "child lease created");
+                    created_leases.push(created);
+                }
                 Err(error) if error.is_condition_failed() => {}
                 Err(error) => {
                     tracing::warn!(%child, %error, "creating the child lease failed; the shard sync will retry")
                 }
             }
         }
+        self.remember_created(created_leases);
         let ids: Vec<ShardId> = children.into_iter().map(|c| c.shard_id).collect();
         if let Err(error) = self.store().update_child_shards(parent, &ids).await {
             tracing::debug!(%parent, %error, "recording the child shards failed");
@@ -854,11 +894,14 @@ impl<F: RecordProcessorFactory> Worker<'_, F> {
     }
 
     /// Deletes finished parent leases once all their children have started (been taken or
-    /// checkpointed), so the table does not grow with every reshard.
-    async fn clean_up_finished_parents(&self) {
-        let Some(leases) = self.list().await else {
+    /// checkpointed), so the table does not grow with every reshard. Runs after each taker run,
+    /// on its listing.
+    async fn clean_up_finished_parents(&mut self) {
+        let Some(listing) = &self.last_listing else {
             return;
         };
+        let leases = &listing.leases;
+        let mut deleted = Vec::new();
         let by_key: HashMap<&ShardId, &Lease> = leases.iter().map(|l| (&l.lease_key, l)).collect();
         for lease in leases.iter().filter(|l| l.checkpoint.is_shard_end()) {
             let children: Vec<&&Lease> = leases
@@ -872,7 +915,8 @@ impl<F: RecordProcessorFactory> Worker<'_, F> {
             if !children.is_empty() && children.iter().all(|c| started(c)) {
                 match self.store().delete(lease).await {
                     Ok(()) => {
-                        tracing::info!(shard = %lease.lease_key, "finished parent lease deleted")
+                        tracing::info!(shard = %lease.lease_key, "finished parent lease deleted");
+                        deleted.push(lease.lease_key.clone());
                     }
                     Err(error) => {
                         tracing::debug!(shard = %lease.lease_key, %error, "parent lease not deleted yet")
@@ -880,12 +924,15 @@ impl<F: RecordProcessorFactory> Worker<'_, F> {
                 }
             }
         }
+        if let Some(listing) = &mut self.last_listing {
+            listing.leases.retain(|l| !deleted.contains(&l.lease_key));
+        }
     }
 
     /// Creates leases for shards that have none: at the initial position, or TRIM_HORIZON for
     /// children of a shard this application knows (their parents' records come first).
     async fn sync_shards(&mut self) {
-        let Some(leases) = self.list().await else {
+        let Some(leases) = self.listing(self.scheduler.lease.take_interval()).await else {
             return;
         };
         // As the Java KCL: a new application (empty table) starts at LATEST or AT_TIMESTAMP
@@ -917,6 +964,7 @@ impl<F: RecordProcessorFactory> Worker<'_, F> {
         // pass (listed, and not an unleased ancestor of a leased shard).
         let read_parent =
             |p: &ShardId| known.contains(p) || (listed.contains(p) && !finished.contains(p));
+        let mut created_leases = Vec::new();
         for ShardInfo {
             shard_id,
             parents,
@@ -944,14 +992,46 @@ impl<F: RecordProcessorFactory> Worker<'_, F> {
             // As the Java KCL: the range is what the shard's aggregates are checked against.
             lease.hash_key_range = *hash_key_range;
             match self.store().create_if_absent(&lease).await {
-                Ok(_) => tracing::info!(shard = %shard_id, "lease created"),
+                Ok(created) => {
+                    tracing::info!(shard = %shard_id, "lease created");
+                    created_leases.push(created);
+                }
                 Err(error) if error.is_condition_failed() => {}
                 Err(error) => {
                     // Stop here, as the Java shard syncer does: a child created without its
                     // parent's lease would make the parent look finished (see
                     // `finished_ancestors`) and its records would never be read.
                     tracing::warn!(shard = %shard_id, %error, "creating a lease failed; the next shard sync goes on from here");
-                    return;
+                    break;
+                }
+            }
+        }
+        self.remember_created(created_leases);
+    }
+
+    /// The last listing if it is younger than `max_age`, else a new one (kept as the last).
+    async fn listing(&mut self, max_age: Duration) -> Option<Vec<Lease>> {
+        if let Some(listing) = &self.last_listing
+            && listing.read_at.elapsed() < max_age
+        {
+            return Some(listing.leases.clone());
+        }
+        let read_at = Instant::now();
+        let leases = self.list().await?;
+        self.last_listing = Some(Listing {
+            read_at,
+            leases: leases.clone(),
+        });
+        Some(leases)
+    }
+
+    /// Adds leases this worker created to the last listing, so that a sync before the next
+    /// listing does not write them again.
+    fn remember_created(&mut self, created: Vec<Lease>) {
+        if let Some(listing) = &mut self.last_listing {
+            for lease in created {
+                if !listing.leases.iter().any(|l| l.lease_key == lease.lease_key) {
+                    listing.leases.push(lease);
                 }
             }
         }

@@ -131,7 +131,6 @@ async fn parents_are_finished_before_children_through_a_split_and_a_merge(mode: 
         seen.lock().unwrap().multiplicity().len() == total
     })
     .await;
-    worker.shutdown().await.unwrap();
 
     let seen = std::mem::take(&mut *seen.lock().unwrap());
     assert!(
@@ -156,25 +155,35 @@ async fn parents_are_finished_before_children_through_a_split_and_a_merge(mode: 
         seen.ended
     );
 
-    // Finished parents are cleaned up once their children have started.
+    // Finished parents are cleaned up once their children have started (at the taker's next
+    // run after that: failoverTime 2 s, so every 4 s).
     let store = DynamoLeaseStore::new(dynamodb, application);
-    let leases: Vec<_> = store
-        .list()
-        .await
-        .unwrap()
-        .into_iter()
-        .map(Result::unwrap)
-        .collect();
-    assert!(
-        leases
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let leases: Vec<_> = store
+            .list()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(Result::unwrap)
+            .collect();
+        if leases
             .iter()
-            .all(|l| l.lease_key.as_str() != "shardId-000000000000"),
-        "the first parent's lease is deleted: {:?}",
-        leases
-            .iter()
-            .map(|l| (&l.lease_key, &l.checkpoint))
-            .collect::<Vec<_>>()
-    );
+            .all(|l| l.lease_key.as_str() != "shardId-000000000000")
+        {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the first parent's lease is deleted: {:?}",
+            leases
+                .iter()
+                .map(|l| (&l.lease_key, &l.checkpoint))
+                .collect::<Vec<_>>()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    worker.shutdown().await.unwrap();
 }
 
 /// (shard, parent, open) of every shard.

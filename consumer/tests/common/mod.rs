@@ -296,6 +296,9 @@ pub struct FaultyStore {
     pub renew_answer_delay: Duration,
     /// Renewals written so far.
     pub renewals_written: std::sync::atomic::AtomicUsize,
+    /// Listings (the table's scans) and single-lease reads so far.
+    pub lists: std::sync::atomic::AtomicUsize,
+    pub gets: std::sync::atomic::AtomicUsize,
 }
 
 impl FaultyStore {
@@ -307,6 +310,8 @@ impl FaultyStore {
             fail_create_of: Mutex::new(None),
             renew_answer_delay: Duration::ZERO,
             renewals_written: Default::default(),
+            lists: Default::default(),
+            gets: Default::default(),
         }
     }
 }
@@ -317,11 +322,13 @@ impl LeaseStore for FaultyStore {
     }
     fn list(&self) -> BoxFuture<'_, Result<Vec<ListedLease>>> {
         Box::pin(async move {
+            self.lists.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             tokio::time::sleep(self.list_delay).await;
             self.inner.list().await
         })
     }
     fn get<'a>(&'a self, lease_key: &'a ShardId) -> BoxFuture<'a, Result<Option<Lease>>> {
+        self.gets.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         self.inner.get(lease_key)
     }
     fn create_if_absent<'a>(&'a self, lease: &'a Lease) -> BoxFuture<'a, Result<Lease>> {
