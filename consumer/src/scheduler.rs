@@ -5,12 +5,11 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
+use aws_sdk_kinesis::types::{ShardFilter, ShardFilterType};
 use kinesis_aggregation::ShardId;
 use rand::SeedableRng;
 use tokio::sync::watch;
 use tokio::task::{JoinHandle, JoinSet};
-
-use aws_sdk_kinesis::types::{ShardFilter, ShardFilterType};
 
 use crate::checkpointer::HeldLease;
 use crate::lease::{
@@ -25,7 +24,7 @@ use crate::retrieval::{
     register_stream_consumer,
 };
 use crate::shard_consumer::{ShardConsumer, ShardOutcome, signalled};
-use crate::shards::{ShardInfo, list_shards, list_shards_filtered};
+use crate::shards::{ShardInfo, SharedShardListing, list_shards, list_shards_filtered};
 
 /// Where new leases start when the stream has no checkpoint for a shard.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -236,6 +235,7 @@ impl SchedulerBuilder {
                 )
                 .await?;
                 Retrieval::FanOut {
+                    listing: Arc::new(SharedShardListing::new(config.shard_end_check_interval / 2)),
                     config,
                     consumer_arn: Arc::from(consumer.arn),
                 }
@@ -1030,7 +1030,11 @@ impl<F: RecordProcessorFactory> Worker<'_, F> {
     fn remember_created(&mut self, created: Vec<Lease>) {
         if let Some(listing) = &mut self.last_listing {
             for lease in created {
-                if !listing.leases.iter().any(|l| l.lease_key == lease.lease_key) {
+                if !listing
+                    .leases
+                    .iter()
+                    .any(|l| l.lease_key == lease.lease_key)
+                {
                     listing.leases.push(lease);
                 }
             }

@@ -1,6 +1,9 @@
 //! Listing a stream's shards with their parents, for shard sync and for finding the children of
 //! an ended shard on servers that do not name them in `GetRecords`.
 
+use std::sync::Arc;
+use std::time::Duration;
+
 use aws_sdk_kinesis::error::{DisplayErrorContext, ProvideErrorMetadata};
 use aws_sdk_kinesis::types::ShardFilter;
 use kinesis_aggregation::ShardId;
@@ -78,5 +81,39 @@ pub(crate) async fn list_shards_filtered(
         if next_token.is_none() {
             return Ok(shards);
         }
+    }
+}
+
+/// One listing of a stream shared by a worker's readers: at most one `ListShards` per `max_age`
+/// however many of them ask (concurrent askers wait for the one call under way).
+#[derive(Debug)]
+pub(crate) struct SharedShardListing {
+    max_age: Duration,
+    last: tokio::sync::Mutex<Option<(tokio::time::Instant, Arc<Vec<ShardInfo>>)>>,
+}
+
+impl SharedShardListing {
+    pub(crate) fn new(max_age: Duration) -> Self {
+        SharedShardListing {
+            max_age,
+            last: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    /// The shards of `stream`, listed at most `max_age` ago.
+    pub(crate) async fn get(
+        &self,
+        client: &aws_sdk_kinesis::Client,
+        stream: &str,
+    ) -> Result<Arc<Vec<ShardInfo>>, String> {
+        let mut last = self.last.lock().await;
+        if let Some((at, shards)) = last.as_ref()
+            && at.elapsed() < self.max_age
+        {
+            return Ok(shards.clone());
+        }
+        let shards = Arc::new(list_shards(client, stream).await?);
+        *last = Some((tokio::time::Instant::now(), shards.clone()));
+        Ok(shards)
     }
 }

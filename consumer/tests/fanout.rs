@@ -277,3 +277,64 @@ async fn a_closed_shard_ends_with_its_children() {
         "nothing after the shard end"
     );
 }
+
+/// Caught-up subscriptions ask whether their shard closed (the fallback for servers that never
+/// name the children over fan-out) from one listing the worker's subscriptions share: at most
+/// one `ListShards` per half `shard_end_check_interval` however many shards there are. Before,
+/// each subscription listed the whole stream itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn caught_up_subscriptions_share_one_listing_of_the_stream() {
+    use std::sync::Mutex;
+
+    use kinesis_consumer::retrieval::RetrievalConfig;
+    use kinesis_consumer::{InitialPosition, Scheduler};
+    use kinesis_test_support::counting::CallCounter;
+    use kinesis_test_support::{DynamoDbServer, dynamodb_client};
+
+    const SHARDS: usize = 12;
+    let plain = kinesis_client(KinesisServer::KinesisMock).await;
+    let stream = unique_name("fanout-listing");
+    create_stream(&plain, &stream, SHARDS as i32).await;
+    let counter = CallCounter::new();
+    let kinesis = counter.kinesis_client(&plain);
+    let check = Duration::from_secs(2);
+    let seen = Arc::new(Mutex::new(common::Seen::default()));
+    let handle = Scheduler::builder(
+        kinesis,
+        dynamodb_client(DynamoDbServer::Dynalite).await,
+        &stream,
+        unique_name("app"),
+    )
+    .worker_id("w1")
+    .initial_position(InitialPosition::TrimHorizon)
+    .lease_config(common::quick_leases(Duration::from_secs(3)))
+    .retrieval(RetrievalConfig::FanOut(FanOutConfig {
+        shard_end_check_interval: check,
+        ..quick()
+    }))
+    .build(common::recorder("w1", &seen))
+    .await
+    .unwrap()
+    .spawn();
+    common::wait_until(Duration::from_secs(30), "every shard subscribed", || {
+        counter.calls("SubscribeToShard") >= SHARDS as u64
+    })
+    .await;
+    counter.reset();
+    let window = Duration::from_secs(8);
+    tokio::time::sleep(window).await;
+    let listings = counter.calls("ListShards");
+    handle.shutdown().await.unwrap();
+    println!("{listings} ListShards in {window:?} with {SHARDS} caught-up subscriptions");
+    // One per second (half the check interval), and one for each window edge; each of the 12
+    // subscriptions checking every 2 s on its own makes about 6 a second.
+    let bound = (window.as_secs_f64() / (check.as_secs_f64() / 2.0)) as u64 + 2;
+    assert!(
+        listings <= bound,
+        "{listings} ListShards in {window:?}: more than {bound}"
+    );
+    assert!(
+        listings > 0,
+        "the subscriptions did check for their shard's end"
+    );
+}

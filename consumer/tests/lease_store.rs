@@ -753,3 +753,53 @@ conformance!(
     delete_is_conditional,
     writes_to_a_missing_lease_fail_and_create_nothing,
 );
+
+/// A lease table in UPDATING (a capacity or index change under way) is readable and writable:
+/// a worker starts on it at once, as the Java KCL accepts ACTIVE or UPDATING, instead of waiting
+/// for ACTIVE (dynalite, which keeps a table UPDATING for 2 s after `UpdateTable`).
+#[tokio::test]
+async fn a_lease_table_being_updated_is_used_at_once() {
+    use aws_sdk_dynamodb::types::{BillingMode, ProvisionedThroughput, TableStatus};
+
+    let client = dynamodb_client(DynamoDbServer::Dynalite).await;
+    let table = unique_name("updating");
+    let store = DynamoLeaseStore::new(client.clone(), &table)
+        .with_table_active_timeout(std::time::Duration::from_millis(300));
+    assert!(store.create_table_if_absent().await.unwrap());
+    client
+        .update_table()
+        .table_name(&table)
+        .billing_mode(BillingMode::Provisioned)
+        .provisioned_throughput(
+            ProvisionedThroughput::builder()
+                .read_capacity_units(5)
+                .write_capacity_units(5)
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let status = client
+        .describe_table()
+        .table_name(&table)
+        .send()
+        .await
+        .unwrap()
+        .table()
+        .and_then(|t| t.table_status().cloned());
+    assert_eq!(
+        status,
+        Some(TableStatus::Updating),
+        "the server shows the state"
+    );
+    // The time limit (300 ms) is far shorter than the update (2 s): only accepting UPDATING
+    // lets this pass.
+    assert!(!store.create_table_if_absent().await.unwrap());
+    let lease = Lease::new(
+        ShardId::from("shardId-000000000000"),
+        Checkpoint::TrimHorizon,
+    );
+    store.create_if_absent(&lease).await.unwrap();
+    assert_eq!(store.list().await.unwrap().len(), 1);
+}

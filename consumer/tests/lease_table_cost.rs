@@ -62,9 +62,11 @@ async fn one_listing_per_taker_run_serves_sync_clean_up_and_parent_checks() {
     )
     .await;
     common::put_values(&kinesis, &stream, 100..200, false).await;
-    common::wait_until(Duration::from_secs(40), "the records after the split", || {
-        seen.lock().unwrap().multiplicity().len() >= 200
-    })
+    common::wait_until(
+        Duration::from_secs(40),
+        "the records after the split",
+        || seen.lock().unwrap().multiplicity().len() >= 200,
+    )
     .await;
     let lists = store.lists.load(Ordering::SeqCst);
     let elapsed = started.elapsed();
@@ -88,7 +90,10 @@ async fn one_listing_per_taker_run_serves_sync_clean_up_and_parent_checks() {
     .await;
     handle.shutdown().await.unwrap();
     let seen = seen.lock().unwrap();
-    assert!(seen.multiplicity().values().all(|n| *n == 1), "each record once");
+    assert!(
+        seen.multiplicity().values().all(|n| *n == 1),
+        "each record once"
+    );
     assert!(
         seen.ended.iter().any(|(_, s)| *s == common::first_shard()),
         "the parent ended"

@@ -6,6 +6,7 @@
 //! `scripts/servers start` writes. A test whose server is missing **fails** with instructions; it
 //! never skips.
 
+pub mod counting;
 pub mod cutter;
 pub mod kcl_view;
 pub mod proxy;

@@ -76,7 +76,7 @@ impl DynamoLeaseStore {
     }
 
     /// How long [`LeaseStore::create_table_if_absent`] waits for the table to become ACTIVE
-    /// (default 5 minutes).
+    /// or UPDATING (default 5 minutes).
     pub fn with_table_active_timeout(mut self, timeout: Duration) -> Self {
         self.table_active_timeout = timeout;
         self
@@ -222,9 +222,10 @@ impl DynamoLeaseStore {
         let mut waited = Duration::ZERO;
         let mut pause = Duration::from_millis(50);
         loop {
-            // Any other status, or none (DynamoDB may not yet list a table it has just
-            // accepted): keep waiting.
-            if let Some(TableStatus::Active) = self.table_status().await? {
+            // UPDATING (a capacity or index change under way) is readable and writable, and the
+            // Java KCL accepts it too. Any other status, or none (DynamoDB may not yet list a
+            // table it has just accepted): keep waiting.
+            if let Some(TableStatus::Active | TableStatus::Updating) = self.table_status().await? {
                 return Ok(());
             }
             if waited >= self.table_active_timeout {

@@ -27,7 +27,7 @@ use super::polling::{Batch, FetchError, PollingConfig, ShardFetcher};
 use super::records::{ShardRangeCheck, UserRecords, child_shards, user_records};
 use super::start::StartingPosition;
 use crate::lease::HashKeyRange;
-use crate::shards::list_shards;
+use crate::shards::SharedShardListing;
 
 /// Enhanced fan-out options. The defaults follow the Java KCL where it has one.
 #[derive(Debug, Clone, PartialEq)]
@@ -287,6 +287,33 @@ impl FanOutFetcher {
         range: Option<HashKeyRange>,
         config: FanOutConfig,
     ) -> Self {
+        let listing = Arc::new(SharedShardListing::new(config.shard_end_check_interval / 2));
+        Self::start_sharing(
+            client,
+            stream,
+            consumer_arn,
+            shard,
+            start,
+            range,
+            config,
+            listing,
+        )
+    }
+
+    /// [`start`](Self::start), with the stream's listing shared with the other subscriptions
+    /// of the worker: however many shards are caught up, the stream is listed at most twice a
+    /// `shard_end_check_interval`.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn start_sharing(
+        client: aws_sdk_kinesis::Client,
+        stream: Arc<str>,
+        consumer_arn: Arc<str>,
+        shard: ShardId,
+        start: StartingPosition,
+        range: Option<HashKeyRange>,
+        config: FanOutConfig,
+        listing: Arc<SharedShardListing>,
+    ) -> Self {
         let client = without_retries(&client);
         let range_check = ShardRangeCheck::new(range, &stream);
         let limits = Limits {
@@ -304,6 +331,7 @@ impl FanOutFetcher {
                 range_check,
                 continuation: None,
                 last_end_check: Instant::now(),
+                listing,
                 config,
                 sender,
             }
@@ -371,6 +399,7 @@ struct Subscriber {
     /// delivered nothing yet resumes, so records put between two subscriptions are not skipped.
     continuation: Option<String>,
     last_end_check: Instant,
+    listing: Arc<SharedShardListing>,
     config: FanOutConfig,
     sender: Sender,
 }
@@ -535,7 +564,7 @@ impl Subscriber {
 
     /// What `ListShards` says of the shard; `None` when the listing failed (taken as open).
     async fn listed_state(&self) -> Option<Listed> {
-        match list_shards(&self.client, &self.stream).await {
+        match self.listing.get(&self.client, &self.stream).await {
             Ok(shards) => Some(match shards.iter().find(|s| s.shard_id == self.shard) {
                 Some(shard) if shard.open => Listed::Open,
                 Some(_) => Listed::Closed,

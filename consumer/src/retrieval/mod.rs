@@ -12,6 +12,7 @@ use std::sync::Arc;
 use kinesis_aggregation::ShardId;
 
 use crate::lease::HashKeyRange;
+use crate::shards::SharedShardListing;
 
 pub use fanout::{
     FanOutConfig, FanOutFetcher, RegistrationError, StreamConsumer, register_stream_consumer,
@@ -43,6 +44,8 @@ pub(crate) enum Retrieval {
     FanOut {
         config: FanOutConfig,
         consumer_arn: Arc<str>,
+        /// The stream's listing the subscriptions share to see whether their shard closed.
+        listing: Arc<SharedShardListing>,
     },
 }
 
@@ -67,7 +70,8 @@ impl Retrieval {
             Retrieval::FanOut {
                 config,
                 consumer_arn,
-            } => Fetcher::FanOut(FanOutFetcher::start(
+                listing,
+            } => Fetcher::FanOut(FanOutFetcher::start_sharing(
                 client,
                 stream,
                 consumer_arn.clone(),
@@ -75,6 +79,7 @@ impl Retrieval {
                 start,
                 range,
                 config.clone(),
+                listing.clone(),
             )),
         }
     }
