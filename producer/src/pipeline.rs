@@ -127,6 +127,10 @@ pub(crate) struct Pipeline {
     epoch: u64,
     flush_waiters: Vec<(u64, oneshot::Sender<()>)>,
     closing: bool,
+    /// Until the command channel is closed and drained: after `close`, a put that had already
+    /// reserved its place may still send (tokio lets an outstanding permit send), and
+    /// `recv` ends only once every such put has arrived.
+    commands_open: bool,
 }
 
 /// Messages handled per wake-up before the pipeline looks at its timers and sends.
@@ -194,6 +198,7 @@ impl Pipeline {
             epoch: 0,
             flush_waiters: Vec::new(),
             closing: false,
+            commands_open: true,
         }
     }
 
@@ -202,9 +207,11 @@ impl Pipeline {
         loop {
             let wake = self.next_wakeup(Instant::now());
             tokio::select! {
-                received = self.commands.recv_many(&mut batch, BATCH), if !self.closing => {
+                received = self.commands.recv_many(&mut batch, BATCH), if self.commands_open => {
                     if received == 0 {
-                        // Every producer handle is gone: deliver what is buffered, then stop.
+                        // Every producer handle is gone, or the channel is closed and every put
+                        // it accepted has arrived: deliver what is buffered, then stop.
+                        self.commands_open = false;
                         self.start_closing();
                     }
                     let puts = batch.iter().filter(|c| matches!(c, Command::Put(_))).count();
@@ -230,7 +237,11 @@ impl Pipeline {
             self.refresh_map_if_due(now);
             self.dispatch(now);
             self.settle();
-            if self.closing && self.ledger.outstanding() == 0 && self.in_flight.is_empty() {
+            if self.closing
+                && !self.commands_open
+                && self.ledger.outstanding() == 0
+                && self.in_flight.is_empty()
+            {
                 return;
             }
         }
@@ -422,9 +433,27 @@ impl Pipeline {
             }
         }
         if self.can_send() {
+            let ordered = self.config.ordered_per_shard;
+            let waiting_for_closed = if ordered {
+                self.closed_ranges_in_flight()
+            } else {
+                Vec::new()
+            };
             for queue in self.queues.values() {
                 if let Some(until) = queue.limited_until {
                     wake = wake.min(until);
+                    continue;
+                }
+                // Waiting for an answer or a new map, which wake the pipeline themselves (as
+                // `collect` skips these queues, a timer for their past send-by times would
+                // fire every millisecond until then).
+                let (start, end) = queue.range;
+                if queue.parked > 0
+                    || (ordered && queue.in_flight > 0)
+                    || waiting_for_closed
+                        .iter()
+                        .any(|&(s, e)| s <= end && start <= e)
+                {
                     continue;
                 }
                 for entry in &queue.retries {

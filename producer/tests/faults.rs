@@ -463,3 +463,85 @@ async fn without_a_shard_map_at_start_the_shards_are_listed_again_within_seconds
     }
     producer.shutdown().await.unwrap();
 }
+
+/// In order (`OrderedPerShard`), records behind a request in flight wait for its answer without
+/// the pipeline waking on a timer meanwhile: before, their past send-by time made it wake every
+/// millisecond (counted as the runtime parking its one worker thread).
+#[tokio::test]
+async fn records_waiting_behind_an_ordered_request_do_not_spin_the_pipeline() {
+    let (_, proxy, stream, client) = setup(KinesisServer::Kinesalite, 1).await;
+    let producer = fast_retries(Producer::builder(client, &stream))
+        .ordered_per_shard(true)
+        .aggregation_enabled(false)
+        .build()
+        .await
+        .unwrap();
+    proxy.set_faults(Faults {
+        latency: Latency {
+            targets: Targets::only(["PutRecords"]),
+            fixed: Duration::from_secs(3),
+            jitter: Duration::ZERO,
+        },
+        ..Faults::default()
+    });
+    let first = producer.put_data("a", "first").await.unwrap();
+    // The first request is on its way (held by the proxy); these wait behind it.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut waiting = Vec::new();
+    for i in 0..10 {
+        waiting.push(producer.put_data("a", i.to_string()).await.unwrap());
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let metrics = tokio::runtime::Handle::current().metrics();
+    let parks_before = metrics.worker_park_count(0);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let parks = metrics.worker_park_count(0) - parks_before;
+    first.await.unwrap();
+    for handle in waiting {
+        handle.await.unwrap();
+    }
+    producer.shutdown().await.unwrap();
+    // Idle but for this test's own timer: a handful. Waking every millisecond: about 1,000.
+    assert!(
+        parks < 100,
+        "the runtime woke {parks} times in 1 s of waiting"
+    );
+}
+
+/// While there is no shard map (ListShards failing), records still go out within one shard's
+/// write limits (`RateLimit`% of 1,000 records/s): not knowing which shard a record is for, the
+/// producer holds all of them to one shard's budget, so no shard is pushed past its own. Before,
+/// records went out unthrottled until the map came.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_shard_map_records_keep_to_one_shards_rate_limit() {
+    let (_direct, proxy, stream, client) = setup(KinesisServer::Kinesalite, 2).await;
+    proxy.set_faults(Faults {
+        errors: RequestErrors {
+            targets: Targets::only(["ListShards"]),
+            rate: 1.0,
+            responses: vec![ErrorResponse::ServiceUnavailable],
+        },
+        ..Faults::default()
+    });
+    let producer = Producer::builder(client, &stream)
+        .record_max_buffered_time(Duration::from_millis(20))
+        .rate_limit(100)
+        .build()
+        .await
+        .expect("starts without a map");
+    let started = Instant::now();
+    let mut handles = Vec::new();
+    for i in 0..3_000 {
+        handles.push(producer.put_data(format!("key-{i}"), "x").await.unwrap());
+    }
+    for handle in handles {
+        handle.await.expect("put without a map");
+    }
+    let elapsed = started.elapsed();
+    producer.shutdown().await.unwrap();
+    // A full second's budget at once, then 1,000 records/s: 3,000 records take 2 s at least.
+    assert!(
+        elapsed >= Duration::from_millis(1_800),
+        "3,000 records in {elapsed:?}: faster than one shard's 1,000 records/s"
+    );
+}

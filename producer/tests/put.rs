@@ -140,6 +140,55 @@ async fn shutdown_delivers_everything_buffered() {
     assert_eq!(read, 1_000);
 }
 
+/// Puts racing a shutdown on other threads: each either is refused (`Closed`, the record given
+/// back) or resolves as put. None is accepted and then resolves `Aborted` (a put that had
+/// reserved its place in the queue before the queue closed used to be left there unread).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn puts_racing_a_shutdown_are_refused_or_put_never_aborted() {
+    let client = kinesis_client(KinesisServer::Kinesalite).await;
+    let stream = unique_name("shutdown-race");
+    create_stream(&client, &stream, 2).await;
+    for round in 0..20 {
+        let producer = Producer::builder(client.clone(), &stream)
+            .build()
+            .await
+            .unwrap();
+        let mut putters = Vec::new();
+        for task in 0..4 {
+            let producer = producer.clone();
+            putters.push(tokio::spawn(async move {
+                let mut handles = Vec::new();
+                for i in 0.. {
+                    match producer.put_data(format!("{task}-{i}"), &b"x"[..]).await {
+                        Ok(handle) => handles.push(handle),
+                        Err(kinesis_producer::SubmitError::Closed(_)) => break,
+                        Err(other) => panic!("{other:?}"),
+                    }
+                    if i % 64 == 0 {
+                        tokio::task::yield_now().await;
+                    }
+                }
+                handles
+            }));
+        }
+        tokio::time::sleep(Duration::from_millis(20 + round)).await;
+        producer.clone().shutdown().await.unwrap();
+        let mut accepted = 0;
+        for putter in putters {
+            for handle in putter.await.unwrap() {
+                accepted += 1;
+                if let Err(error) = handle.await {
+                    panic!("round {round}: a put accepted before the shutdown ended as {error}");
+                }
+            }
+        }
+        assert!(
+            accepted > 0,
+            "round {round}: some puts went in before the shutdown"
+        );
+    }
+}
+
 #[tokio::test]
 async fn a_record_larger_than_collection_max_size_goes_alone() {
     let client = kinesis_client(KinesisServer::Kinesalite).await;
