@@ -92,6 +92,10 @@ pub enum SchedulerError {
     /// The enhanced fan-out stream consumer could not be registered.
     #[error("enhanced fan-out: {0}")]
     FanOut(#[from] RegistrationError),
+    /// The worker's task panicked (a bug, or a panicking [`LeaseStore`] of the application):
+    /// its leases were not released and expire after failoverTime.
+    #[error("the worker panicked: {0}")]
+    Panicked(String),
 }
 
 /// Builds a [`Scheduler`].
@@ -295,13 +299,28 @@ impl SchedulerHandle {
     /// the worker releases its leases so other workers take them at once.
     pub async fn shutdown(self) -> Result<(), SchedulerError> {
         self.shutdown.send_replace(true);
-        self.task.await.unwrap_or(Ok(()))
+        match self.task.await {
+            Ok(result) => result,
+            Err(error) => Err(SchedulerError::Panicked(panic_message(error))),
+        }
     }
 
     /// Stops the worker abruptly, as a crash would: nothing is released; other workers take its
     /// leases once they expire (`failoverTime`).
     pub fn abort(self) {
         self.task.abort();
+    }
+}
+
+/// What a task that panicked said.
+fn panic_message(error: tokio::task::JoinError) -> String {
+    match error.try_into_panic() {
+        Ok(panic) => panic
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a panic".into()),
+        Err(error) => error.to_string(),
     }
 }
 

@@ -53,6 +53,15 @@ const PROCESSOR_MAX_BACKOFF: Duration = Duration::from_secs(10);
 
 impl<P: RecordProcessor> ShardConsumer<P> {
     pub async fn run(mut self) -> ShardOutcome {
+        let outcome = self.read().await;
+        // This worker no longer reads the shard: its lag is no longer this worker's to report
+        // (the metrics facade cannot remove a gauge; 0 is "nothing behind here").
+        metrics::gauge!(m::MILLIS_BEHIND_LATEST, "stream" => self.stream.to_string(), "shard" => self.held.shard.to_string())
+            .set(0.0);
+        outcome
+    }
+
+    async fn read(&mut self) -> ShardOutcome {
         let shard = self.held.shard.clone();
         let (checkpoint, pending, range) = {
             let lease = self.held.lease.lock().await;
@@ -118,9 +127,9 @@ impl<P: RecordProcessor> ShardConsumer<P> {
                 }
                 Some(Err(error)) => {
                     tracing::error!(%shard, %error, "reading the shard failed");
-                    return ShardOutcome::Failed(error.to_string());
+                    return self.give_up(error.to_string()).await;
                 }
-                None => return ShardOutcome::Failed("the shard reader stopped".into()),
+                None => return self.give_up("the shard reader stopped".into()).await,
             };
             if let Some(last) = batch.records.last() {
                 checkpointer
@@ -235,6 +244,13 @@ impl<P: RecordProcessor> ShardConsumer<P> {
                 ShardOutcome::EndNotCheckpointed
             }
         }
+    }
+
+    /// Reading failed for good: the lease is given up to be retried (here or by another
+    /// worker), and the processor is told it no longer has the shard, as when the lease is lost.
+    async fn give_up(&mut self, reason: String) -> ShardOutcome {
+        self.lease_lost().await;
+        ShardOutcome::Failed(reason)
     }
 
     async fn lease_lost(&mut self) -> ShardOutcome {

@@ -210,3 +210,35 @@ async fn a_panicking_shutdown_requested_still_releases_the_lease() {
         "what it checkpointed stands"
     );
 }
+
+/// A worker whose own task panics (here a lease store of the application that panics) reports it
+/// to the caller of `shutdown` as an error, instead of `Ok` as if it had shut down cleanly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_that_panicked_reports_it_at_shutdown() {
+    let kinesis = kinesis_client(KinesisServer::Kinesalite).await;
+    let stream = unique_name("worker-panic");
+    create_stream(&kinesis, &stream, 1).await;
+    let table = Arc::new(kinesis_consumer::lease::InMemoryLeaseStore::new());
+    let mut store = common::FaultyStore::over(&table);
+    store.panic_on_list = true;
+    let seen = Arc::new(Mutex::new(common::Seen::default()));
+    let handle = Scheduler::builder(
+        kinesis,
+        dynamodb_client(DynamoDbServer::Dynalite).await,
+        &stream,
+        unique_name("app"),
+    )
+    .worker_id("w1")
+    .lease_store(Arc::new(store))
+    .build(common::recorder("w1", &seen))
+    .await
+    .unwrap()
+    .spawn();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    match handle.shutdown().await {
+        Err(kinesis_consumer::SchedulerError::Panicked(message)) => {
+            assert!(message.contains("listing panicked"), "{message}")
+        }
+        other => panic!("a panicked worker reported {other:?}"),
+    }
+}

@@ -299,6 +299,8 @@ pub struct FaultyStore {
     /// Listings (the table's scans) and single-lease reads so far.
     pub lists: std::sync::atomic::AtomicUsize,
     pub gets: std::sync::atomic::AtomicUsize,
+    /// Whether a listing panics (a bug in an application's store).
+    pub panic_on_list: bool,
 }
 
 impl FaultyStore {
@@ -312,6 +314,7 @@ impl FaultyStore {
             renewals_written: Default::default(),
             lists: Default::default(),
             gets: Default::default(),
+            panic_on_list: false,
         }
     }
 }
@@ -323,6 +326,7 @@ impl LeaseStore for FaultyStore {
     fn list(&self) -> BoxFuture<'_, Result<Vec<ListedLease>>> {
         Box::pin(async move {
             self.lists.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            assert!(!self.panic_on_list, "listing panicked, as the test asked");
             tokio::time::sleep(self.list_delay).await;
             self.inner.list().await
         })
