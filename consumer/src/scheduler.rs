@@ -735,9 +735,7 @@ impl<F: RecordProcessorFactory> Worker<'_, F> {
             .into_iter()
             .map(|l| (l.lease_key.clone(), l))
             .collect();
-        // Parents the listing shows unfinished are read again one by one (as the Java KCL's
-        // parent check does): cheaper than a scan, and current.
-        let mut parents_now: HashMap<ShardId, bool> = HashMap::new();
+        let mut parents_read: HashMap<ShardId, bool> = HashMap::new();
         let waiting: Vec<ShardId> = self
             .held
             .iter()
@@ -745,8 +743,7 @@ impl<F: RecordProcessorFactory> Worker<'_, F> {
             .map(|(s, _)| s.clone())
             .collect();
         for shard in waiting {
-            let running = self.held.get_mut(&shard).expect("listed above");
-            let lease = running.held.lease.lock().await.clone();
+            let lease = self.held[&shard].held.lease.lock().await.clone();
             let Some(lease) = lease else {
                 self.forget(&shard);
                 continue;
@@ -754,25 +751,10 @@ impl<F: RecordProcessorFactory> Worker<'_, F> {
             // Parent before child: every parent must be at SHARD_END, or gone (cleaned up).
             let mut parents_done = true;
             for parent in &lease.parent_shard_ids {
-                let done = match by_key.get(parent) {
-                    None => true,
-                    Some(p) if p.checkpoint.is_shard_end() => true,
-                    Some(_) => match parents_now.get(parent) {
-                        Some(done) => *done,
-                        None => {
-                            let done = match self.store().get(parent).await {
-                                Ok(p) => p.is_none_or(|p| p.checkpoint.is_shard_end()),
-                                Err(error) => {
-                                    tracing::debug!(%shard, %parent, %error, "reading the parent lease failed");
-                                    false
-                                }
-                            };
-                            parents_now.insert(parent.clone(), done);
-                            done
-                        }
-                    },
-                };
-                if !done {
+                if !self
+                    .parent_finished(parent, &by_key, &mut parents_read)
+                    .await
+                {
                     parents_done = false;
                     break;
                 }
@@ -802,6 +784,34 @@ impl<F: RecordProcessorFactory> Worker<'_, F> {
                 .spawn(async move { (shard_id, consumer.run().await) });
             self.consumer_tasks.insert(task.id(), shard);
         }
+    }
+
+    /// Whether `parent` is finished (SHARD_END, or its lease gone) by the listing, or, where the
+    /// listing shows it unfinished, by its lease read alone (as the Java KCL's parent check
+    /// does: cheaper than a scan, and current), once per `start_ready`.
+    async fn parent_finished(
+        &self,
+        parent: &ShardId,
+        listed: &HashMap<ShardId, Lease>,
+        read: &mut HashMap<ShardId, bool>,
+    ) -> bool {
+        match listed.get(parent) {
+            None => return true,
+            Some(lease) if lease.checkpoint.is_shard_end() => return true,
+            Some(_) => {}
+        }
+        if let Some(done) = read.get(parent) {
+            return *done;
+        }
+        let done = match self.store().get(parent).await {
+            Ok(lease) => lease.is_none_or(|l| l.checkpoint.is_shard_end()),
+            Err(error) => {
+                tracing::debug!(%parent, %error, "reading the parent lease failed");
+                false
+            }
+        };
+        read.insert(parent.clone(), done);
+        done
     }
 
     /// The shard and outcome of a consumer task that ended; a task that panicked (processor
