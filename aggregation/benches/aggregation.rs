@@ -76,6 +76,28 @@ fn hash_keys(c: &mut Criterion) {
     c.bench_function("hash_key of a 16-char partition key", |b| {
         b.iter(|| hash_key(black_box("abcdefghijklmnop")))
     });
+    // An aggregate's worth of keys, as the consumer's range rule hashes them.
+    let keys: Vec<String> = (0..400)
+        .map(|i| format!("{:016x}", i * 0x9E37_79B9_u64))
+        .collect();
+    let mut group = c.benchmark_group("hash_keys");
+    group.throughput(Throughput::Elements(keys.len() as u64));
+    group.bench_function("400 16-char partition keys, one by one", |b| {
+        b.iter(|| {
+            keys.iter()
+                .map(|k| hash_key(black_box(k)))
+                .fold(0, |a, h| a ^ h)
+        })
+    });
+    let mut out = Vec::with_capacity(keys.len());
+    group.bench_function("400 16-char partition keys, in lanes", |b| {
+        b.iter(|| {
+            out.clear();
+            kinesis_aggregation::hash_keys(keys.iter().map(|k| black_box(k.as_bytes())), &mut out);
+            out.len()
+        })
+    });
+    group.finish();
 }
 
 criterion_group!(benches, aggregate, deaggregate, hash_keys);

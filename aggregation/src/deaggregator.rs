@@ -334,6 +334,21 @@ impl Utf8Bytes {
     pub fn as_str(&self) -> &str {
         std::str::from_utf8(&self.0).expect("Utf8Bytes holds only UTF-8 checked on construction")
     }
+
+    /// The text's UTF-8 bytes (without checking them again, as [`Utf8Bytes::as_str`] does).
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+
+    /// The text's length in bytes (without checking it again).
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether the text is empty.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
 }
 
 impl std::ops::Deref for Utf8Bytes {

@@ -38,6 +38,7 @@
 
 mod aggregator;
 mod deaggregator;
+mod hash_keys;
 mod ids;
 mod key;
 pub mod proto;
@@ -52,6 +53,7 @@ pub use deaggregator::{
     AggregateView, Corruption, DeaggregatedRecord, DeaggregationStats, Deaggregator, Malformed,
     NotAggregated, RecordFormat, SubRecordRef, Utf8Bytes, deaggregate, deaggregate_into,
 };
+pub use hash_keys::hash_keys;
 pub use ids::{InvalidSequenceNumber, SequenceNumber, ShardId};
 pub use key::{
     ExplicitHashKey, HashKey, MAX_PARTITION_KEY_CHARS, MAX_RECORD_DATA_SIZE, PartitionKey,

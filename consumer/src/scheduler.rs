@@ -24,7 +24,7 @@ use crate::retrieval::{
     register_stream_consumer,
 };
 use crate::shard_consumer::{ShardConsumer, ShardOutcome, signalled};
-use crate::shards::{ShardInfo, SharedShardListing, list_shards, list_shards_filtered};
+use crate::shards::{ShardInfo, list_shards, list_shards_filtered};
 
 /// Where new leases start when the stream has no checkpoint for a shard.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -239,7 +239,7 @@ impl SchedulerBuilder {
                 )
                 .await?;
                 Retrieval::FanOut {
-                    listing: Arc::new(SharedShardListing::new(config.shard_end_check_interval / 2)),
+                    listing: config.shared_listing(),
                     config,
                     consumer_arn: Arc::from(consumer.arn),
                 }

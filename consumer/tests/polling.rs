@@ -114,6 +114,7 @@ async fn expired_iterators_and_throttling_skip_nothing_and_repeat_nothing() {
         get_records: GetRecordsFaults {
             throttle_rate: 0.3,
             expired_iterator_rate: 0.3,
+            ..GetRecordsFaults::default()
         },
         ..Faults::default()
     });

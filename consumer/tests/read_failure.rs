@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::Seen;
-use kinesis_consumer::{InitialPosition, Scheduler};
+
 use kinesis_test_support::proxy::{ErrorResponse, FaultProxy, Faults, RequestErrors, Targets};
 use kinesis_test_support::{
     DynamoDbServer, KinesisServer, create_stream, dynamodb_client, kinesis_client, sdk_config,
@@ -36,16 +36,12 @@ async fn a_processor_is_told_when_reading_its_shard_fails_for_good() {
     });
     let kinesis = aws_sdk_kinesis::Client::new(&sdk_config(proxy.endpoint()).await);
     let seen = Arc::new(Mutex::new(Seen::default()));
-    let handle = Scheduler::builder(
+    let handle = common::one_worker(
         kinesis,
         dynamodb_client(DynamoDbServer::Dynalite).await,
         &stream,
-        unique_name("app"),
+        &unique_name("app"),
     )
-    .worker_id("w1")
-    .initial_position(InitialPosition::TrimHorizon)
-    .lease_config(common::quick_leases(Duration::from_secs(2)))
-    .polling_config(common::quick_polling())
     .build(common::recorder("w1", &seen))
     .await
     .unwrap()

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use common::{Mode, Seen};
 use kinesis_consumer::lease::{DynamoLeaseStore, LeaseStore};
-use kinesis_consumer::{InitialPosition, Scheduler};
+
 use kinesis_producer::Producer;
 use kinesis_test_support::{
     DynamoDbServer, KinesisServer, create_stream, dynamodb_client, kinesis_client, split_shard,
@@ -26,10 +26,7 @@ async fn parents_are_finished_before_children_through_a_split_and_a_merge(mode: 
     let application = unique_name("app");
     create_stream(&kinesis, &stream, 2).await;
     let seen = Arc::new(Mutex::new(Seen::default()));
-    let worker = Scheduler::builder(kinesis.clone(), dynamodb.clone(), &stream, &application)
-        .worker_id("w1")
-        .initial_position(InitialPosition::TrimHorizon)
-        .lease_config(common::quick_leases(Duration::from_secs(2)))
+    let worker = common::one_worker(kinesis.clone(), dynamodb.clone(), &stream, &application)
         .retrieval(mode.retrieval())
         .parent_poll_interval(Duration::from_millis(200))
         .shard_sync_interval(Duration::from_secs(1))

@@ -13,7 +13,7 @@ use std::time::Duration;
 use common::{Mode, Seen};
 use kinesis_aggregation::ShardId;
 use kinesis_consumer::lease::{Checkpoint, InMemoryLeaseStore, Lease, LeaseStore};
-use kinesis_consumer::{InitialPosition, Scheduler};
+
 use kinesis_test_support::{
     DynamoDbServer, KinesisServer, create_stream, dynamodb_client, kinesis_client, unique_name,
 };
@@ -38,15 +38,12 @@ async fn a_parent_past_retention_ends_and_its_child_is_read(server: KinesisServe
     table.create_if_absent(&child).await.unwrap();
 
     let seen = Arc::new(Mutex::new(Seen::default()));
-    let handle = Scheduler::builder(
+    let handle = common::one_worker(
         kinesis,
         dynamodb_client(DynamoDbServer::Dynalite).await,
         &stream,
-        unique_name("app"),
+        &unique_name("app"),
     )
-    .worker_id("w1")
-    .initial_position(InitialPosition::TrimHorizon)
-    .lease_config(common::quick_leases(Duration::from_secs(2)))
     .retrieval(mode.retrieval())
     .shard_sync_interval(Duration::from_secs(1))
     .parent_poll_interval(Duration::from_millis(500))
@@ -115,16 +112,12 @@ async fn a_deleted_stream_does_not_end_its_shards() {
     common::put_values(&kinesis, &stream, 0..10, false).await;
     let table = Arc::new(InMemoryLeaseStore::new());
     let seen = Arc::new(Mutex::new(Seen::default()));
-    let handle = Scheduler::builder(
+    let handle = common::one_worker(
         kinesis.clone(),
         dynamodb_client(DynamoDbServer::Dynalite).await,
         &stream,
-        unique_name("app"),
+        &unique_name("app"),
     )
-    .worker_id("w1")
-    .initial_position(InitialPosition::TrimHorizon)
-    .lease_config(common::quick_leases(Duration::from_secs(2)))
-    .polling_config(common::quick_polling())
     .shard_sync_interval(Duration::from_secs(1))
     .lease_store(table.clone())
     .build(common::recorder("w1", &seen))

@@ -11,7 +11,7 @@ use std::time::Duration;
 use common::{FaultyStore, Seen};
 use kinesis_aggregation::ShardId;
 use kinesis_consumer::lease::InMemoryLeaseStore;
-use kinesis_consumer::{InitialPosition, Scheduler};
+
 use kinesis_test_support::{
     DynamoDbServer, KinesisServer, create_stream, dynamodb_client, kinesis_client, split_shard,
     unique_name,
@@ -36,16 +36,12 @@ async fn a_parent_whose_lease_could_not_be_created_is_still_read_before_its_chil
     let store = FaultyStore::over(&table);
     *store.fail_create_of.lock().unwrap() = Some(common::first_shard());
     let seen = Arc::new(Mutex::new(Seen::default()));
-    let handle = Scheduler::builder(
+    let handle = common::one_worker(
         kinesis,
         dynamodb_client(DynamoDbServer::Dynalite).await,
         &stream,
-        unique_name("app"),
+        &unique_name("app"),
     )
-    .worker_id("w1")
-    .initial_position(InitialPosition::TrimHorizon)
-    .lease_config(common::quick_leases(Duration::from_secs(2)))
-    .polling_config(common::quick_polling())
     .shard_sync_interval(Duration::from_secs(1))
     .parent_poll_interval(Duration::from_millis(500))
     .lease_store(Arc::new(store))

@@ -421,14 +421,7 @@ async fn bytes_in_flight_stay_under_max_in_flight_bytes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_a_shard_map_at_start_the_shards_are_listed_again_within_seconds() {
     let (_direct, proxy, stream, client) = setup(KinesisServer::Kinesalite, 2).await;
-    proxy.set_faults(Faults {
-        errors: RequestErrors {
-            targets: Targets::only(["ListShards"]),
-            rate: 1.0,
-            responses: vec![ErrorResponse::ServiceUnavailable],
-        },
-        ..Faults::default()
-    });
+    fail_list_shards(&proxy);
     let producer = Producer::builder(client, &stream)
         .record_max_buffered_time(Duration::from_millis(50))
         .build()
@@ -515,14 +508,7 @@ async fn records_waiting_behind_an_ordered_request_do_not_spin_the_pipeline() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_a_shard_map_records_keep_to_one_shards_rate_limit() {
     let (_direct, proxy, stream, client) = setup(KinesisServer::Kinesalite, 2).await;
-    proxy.set_faults(Faults {
-        errors: RequestErrors {
-            targets: Targets::only(["ListShards"]),
-            rate: 1.0,
-            responses: vec![ErrorResponse::ServiceUnavailable],
-        },
-        ..Faults::default()
-    });
+    fail_list_shards(&proxy);
     let producer = Producer::builder(client, &stream)
         .record_max_buffered_time(Duration::from_millis(20))
         .rate_limit(100)
@@ -544,4 +530,16 @@ async fn without_a_shard_map_records_keep_to_one_shards_rate_limit() {
         elapsed >= Duration::from_millis(1_800),
         "3,000 records in {elapsed:?}: faster than one shard's 1,000 records/s"
     );
+}
+
+/// Every `ListShards` through `proxy` answered with 503, so the producer has no shard map.
+fn fail_list_shards(proxy: &FaultProxy) {
+    proxy.set_faults(Faults {
+        errors: RequestErrors {
+            targets: Targets::only(["ListShards"]),
+            rate: 1.0,
+            responses: vec![ErrorResponse::ServiceUnavailable],
+        },
+        ..Faults::default()
+    });
 }

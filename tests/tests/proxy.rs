@@ -485,13 +485,26 @@ async fn get_records_faults_surface_as_typed_errors() {
     );
 
     proxy.set_faults(Faults::none());
-    get()
+    let answer = get()
         .await
         .expect("the same iterator works once the faults are gone");
+    assert_eq!(answer.millis_behind_latest(), Some(0), "kinesalite's own");
+
+    proxy.set_faults(Faults {
+        get_records: GetRecordsFaults {
+            millis_behind_latest: Some(7_000),
+            ..GetRecordsFaults::default()
+        },
+        ..Faults::default()
+    });
+    let answer = get().await.expect("forwarded, then altered");
+    assert_eq!(answer.millis_behind_latest(), Some(7_000));
+    assert!(answer.next_shard_iterator().is_some(), "the rest as it was");
     let stats = proxy.stats();
     assert_eq!(stats.faults(FaultKind::ExpiredIterator), 1);
     assert_eq!(stats.faults(FaultKind::GetRecordsThrottled), 1);
-    assert_eq!(stats.forwarded("GetRecords"), 1);
+    assert_eq!(stats.faults(FaultKind::MillisBehindLatestRewritten), 1);
+    assert_eq!(stats.forwarded("GetRecords"), 2);
 }
 
 #[tokio::test]

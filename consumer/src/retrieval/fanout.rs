@@ -78,6 +78,14 @@ impl Default for FanOutConfig {
     }
 }
 
+impl FanOutConfig {
+    /// The listing of the stream a worker's subscriptions share for their shard-end checks: at
+    /// most half a check interval old, so a check never decides on a listing older than that.
+    pub(crate) fn shared_listing(&self) -> Arc<SharedShardListing> {
+        Arc::new(SharedShardListing::new(self.shard_end_check_interval / 2))
+    }
+}
+
 /// `SubscribeToShard` allows one call per second per consumer and shard.
 const MIN_SUBSCRIBE_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -287,7 +295,7 @@ impl FanOutFetcher {
         range: Option<HashKeyRange>,
         config: FanOutConfig,
     ) -> Self {
-        let listing = Arc::new(SharedShardListing::new(config.shard_end_check_interval / 2));
+        let listing = config.shared_listing();
         Self::start_sharing(
             client,
             stream,

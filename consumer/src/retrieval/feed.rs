@@ -25,7 +25,8 @@ pub(super) struct Limits {
 /// The receiving end of a reader task's bounded queue. Dropping it stops the task.
 #[derive(Debug)]
 pub(super) struct Feed {
-    batches: mpsc::Receiver<Result<Batch, FetchError>>,
+    /// Each item with its [`size`], counted once when it is queued.
+    batches: mpsc::Receiver<(Result<Batch, FetchError>, (usize, usize))>,
     queued: Arc<Queued>,
     task: JoinHandle<()>,
 }
@@ -41,7 +42,7 @@ struct Queued {
 /// The sending end, for the reader task.
 #[derive(Debug)]
 pub(super) struct Sender {
-    batches: mpsc::Sender<Result<Batch, FetchError>>,
+    batches: mpsc::Sender<(Result<Batch, FetchError>, (usize, usize))>,
     queued: Arc<Queued>,
     limits: Limits,
 }
@@ -83,8 +84,7 @@ impl Feed {
     }
 
     pub(super) async fn next(&mut self) -> Option<Result<Batch, FetchError>> {
-        let item = self.batches.recv().await?;
-        let (bytes, records) = size(&item);
+        let (item, (bytes, records)) = self.batches.recv().await?;
         self.queued.bytes.fetch_sub(bytes, Ordering::AcqRel);
         self.queued.records.fetch_sub(records, Ordering::AcqRel);
         self.queued.taken.notify_waiters();
@@ -104,7 +104,10 @@ impl Sender {
         let (bytes, records) = size(&item);
         self.queued.bytes.fetch_add(bytes, Ordering::AcqRel);
         self.queued.records.fetch_add(records, Ordering::AcqRel);
-        self.batches.send(item).await.map_err(|_| ())
+        self.batches
+            .send((item, (bytes, records)))
+            .await
+            .map_err(|_| ())
     }
 
     pub(super) fn is_closed(&self) -> bool {

@@ -30,6 +30,8 @@ pub(crate) struct ShardRangeCheck {
     range: Option<HashKeyRange>,
     stream: Arc<str>,
     warned: bool,
+    /// The hash keys of the aggregate being checked (kept to reuse its allocation).
+    hashes: Vec<HashKey>,
 }
 
 impl ShardRangeCheck {
@@ -40,6 +42,7 @@ impl ShardRangeCheck {
             range,
             stream: stream.clone(),
             warned: false,
+            hashes: Vec::new(),
         }
     }
 
@@ -56,12 +59,32 @@ impl ShardRangeCheck {
         records: &[DeaggregatedRecord],
     ) -> bool {
         let Some(range) = self.range else { return true };
+        let inside = |key: HashKey| key >= range.starting && key <= range.ending;
+        // The partition keys are hashed together (in SIMD lanes): one MD5 at a time would
+        // cost as much as the rest of deaggregating a record.
+        self.hashes.clear();
+        kinesis_aggregation::hash_keys(
+            records
+                .iter()
+                .filter(|r| r.explicit_hash_key.is_none())
+                .map(|r| r.partition_key.as_bytes()),
+            &mut self.hashes,
+        );
+        let explicit_inside = || {
+            records.iter().all(|r| match &r.explicit_hash_key {
+                Some(key) => key.as_str().parse::<HashKey>().is_ok_and(inside),
+                None => true,
+            })
+        };
+        if self.hashes.iter().all(|&key| inside(key)) && explicit_inside() {
+            return true;
+        }
         let outside = records.iter().find(|r| {
             let key = match &r.explicit_hash_key {
                 Some(key) => key.as_str().parse::<HashKey>().ok(),
                 None => Some(HashKey::of_partition_key(r.partition_key.as_str())),
             };
-            key.is_none_or(|key| key < range.starting || key > range.ending)
+            !key.is_some_and(inside)
         });
         let Some(outside) = outside else { return true };
         metrics::counter!(m::RECORDS_OUTSIDE_SHARD_RANGE, "stream" => self.stream.to_string(), "shard" => shard.to_string())

@@ -14,8 +14,8 @@ use kinesis_consumer::lease::{
 };
 use kinesis_consumer::retrieval::{FanOutConfig, PollingConfig, RetrievalConfig};
 use kinesis_consumer::{
-    Checkpointer, InitializationInput, Position, ProcessRecordsInput, ProcessorError,
-    RecordProcessor,
+    Checkpointer, InitialPosition, InitializationInput, Position, ProcessRecordsInput,
+    ProcessorError, RecordProcessor, Scheduler, SchedulerBuilder,
 };
 use kinesis_producer::Producer;
 use kinesis_test_support::KinesisServer;
@@ -124,6 +124,22 @@ impl RecordProcessor for Recorder {
             .shutdown
             .push((self.worker.clone(), self.shard.clone()));
     }
+}
+
+/// The set-up most tests start from: worker `w1` of `application` reading `stream` from the trim
+/// horizon, failover time 2 s, quick polling (change the retrieval or the lease store on the
+/// builder returned).
+pub fn one_worker(
+    kinesis: aws_sdk_kinesis::Client,
+    dynamodb: aws_sdk_dynamodb::Client,
+    stream: &str,
+    application: &str,
+) -> SchedulerBuilder {
+    Scheduler::builder(kinesis, dynamodb, stream, application)
+        .worker_id("w1")
+        .initial_position(InitialPosition::TrimHorizon)
+        .lease_config(quick_leases(Duration::from_secs(2)))
+        .polling_config(quick_polling())
 }
 
 /// Short intervals so tests run in seconds.

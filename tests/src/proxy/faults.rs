@@ -154,13 +154,16 @@ pub struct Resets {
     pub after_forwarding: f64,
 }
 
-/// Faults of GetRecords, answered with HTTP 400 without forwarding.
+/// Faults of GetRecords: errors answered with HTTP 400 without forwarding, and an altered answer.
 #[derive(Debug, Clone, Default)]
 pub struct GetRecordsFaults {
     /// Probability of `ProvisionedThroughputExceededException`.
     pub throttle_rate: f64,
     /// Probability of `ExpiredIteratorException`.
     pub expired_iterator_rate: f64,
+    /// The `MillisBehindLatest` every forwarded GetRecords answer reports instead of the
+    /// server's: the local servers say 0 (or nothing) for a stream being read.
+    pub millis_behind_latest: Option<i64>,
 }
 
 /// Operations cut off from the server.

@@ -135,8 +135,34 @@ pub(crate) async fn handle(
         Some(plan) if response.status() == 200 => {
             merged_put_records(shared, Some(response), &plan, &ctx)
         }
+        _ if operation(&target) == "GetRecords" && response.status() == 200 => {
+            match faults.get_records.millis_behind_latest {
+                Some(behind) => with_millis_behind_latest(shared, response, behind),
+                None => response.map(Full::new),
+            }
+        }
         _ => response.map(Full::new),
     }
+}
+
+/// A GetRecords answer reporting `behind` as its `MillisBehindLatest` (kept as it is if its body
+/// is not a JSON object).
+fn with_millis_behind_latest(
+    shared: &Shared,
+    response: Response<Bytes>,
+    behind: i64,
+) -> Response<Full<Bytes>> {
+    let (mut parts, body) = response.into_parts();
+    let Ok(serde_json::Value::Object(mut answer)) = serde_json::from_slice(&body) else {
+        return Response::from_parts(parts, Full::new(body));
+    };
+    answer.insert("MillisBehindLatest".into(), behind.into());
+    let body = Bytes::from(serde_json::Value::Object(answer).to_string());
+    set_content_length(&mut parts.headers, body.len());
+    // The server's checksum no longer matches the body.
+    parts.headers.remove("x-amz-crc32");
+    shared.count_fault(FaultKind::MillisBehindLatestRewritten);
+    Response::from_parts(parts, Full::new(body))
 }
 
 /// Counts a PutRecords request's bytes in flight until it is answered (or its connection reset:

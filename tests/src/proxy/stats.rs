@@ -26,6 +26,8 @@ pub enum FaultKind {
     PartialPutRecords,
     /// A PutRecords whose entries all failed, so it was not forwarded.
     PutRecordsNotForwarded,
+    /// A GetRecords answer whose `MillisBehindLatest` was replaced.
+    MillisBehindLatestRewritten,
     /// A request the proxy could not forward (server unreachable, or a response it could not
     /// merge), answered with HTTP 502. Not asked for: a sign of trouble.
     UpstreamError,
