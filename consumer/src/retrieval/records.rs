@@ -70,19 +70,11 @@ impl ShardRangeCheck {
                 .map(|r| r.partition_key.as_bytes()),
             &mut self.hashes,
         );
-        let explicit_inside = || {
-            records.iter().all(|r| match &r.explicit_hash_key {
-                Some(key) => key.as_str().parse::<HashKey>().is_ok_and(inside),
-                None => true,
-            })
-        };
-        if self.hashes.iter().all(|&key| inside(key)) && explicit_inside() {
-            return true;
-        }
+        let mut hashes = self.hashes.iter();
         let outside = records.iter().find(|r| {
             let key = match &r.explicit_hash_key {
                 Some(key) => key.as_str().parse::<HashKey>().ok(),
-                None => Some(HashKey::of_partition_key(r.partition_key.as_str())),
+                None => hashes.next().copied(),
             };
             !key.is_some_and(inside)
         });
