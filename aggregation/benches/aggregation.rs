@@ -6,7 +6,7 @@ use kinesis_aggregation::{
     AggregateView, Aggregator, DeaggregatedRecord, Deaggregator, UserRecord, hash_key,
 };
 use rand::distr::{Alphanumeric, SampleString};
-use rand::{Rng, SeedableRng};
+use rand::{RngExt, SeedableRng};
 use std::hint::black_box;
 
 fn records(count: usize) -> Vec<UserRecord> {

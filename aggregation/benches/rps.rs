@@ -14,7 +14,7 @@ use kinesis_aggregation::{
     Aggregator, DeaggregatedRecord, Deaggregator, KinesisRecord, UserRecord,
 };
 use rand::distr::{Alphanumeric, SampleString};
-use rand::{Rng, SeedableRng};
+use rand::{RngExt, SeedableRng};
 
 const RUNS: usize = 5;
 

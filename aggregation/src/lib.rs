@@ -36,6 +36,11 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+// The README (the crates.io page) is compiled and run as doc tests too, so its example stays true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
+
 mod aggregator;
 mod deaggregator;
 mod hash_keys;

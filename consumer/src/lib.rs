@@ -17,6 +17,60 @@
 //!
 //! Implement [`RecordProcessor`] (and a [`RecordProcessorFactory`], or a closure making one per
 //! shard) and run a [`Scheduler`].
+//!
+//! # Example
+//!
+//! ```no_run
+//! use kinesis_consumer::kinesis_aggregation::ShardId;
+//! use kinesis_consumer::{
+//!     Checkpointer, InitialPosition, InitializationInput, ProcessRecordsInput, ProcessorError,
+//!     RecordProcessor, Scheduler,
+//! };
+//!
+//! struct Printer;
+//!
+//! impl RecordProcessor for Printer {
+//!     async fn initialize(&mut self, input: InitializationInput) {
+//!         println!("{} from {:?}", input.shard_id, input.checkpoint);
+//!     }
+//!     async fn process_records(&mut self, input: ProcessRecordsInput<'_>) -> Result<(), ProcessorError> {
+//!         for record in &input.records {
+//!             println!("{} {} bytes", &*record.partition_key, record.data.len());
+//!         }
+//!         input.checkpointer.checkpoint().await?; // after the batch's last record
+//!         Ok(())
+//!     }
+//!     async fn lease_lost(&mut self) {} // another worker owns the shard now: no checkpoint
+//!     async fn shard_ended(&mut self, checkpointer: &Checkpointer) {
+//!         // SHARD_END: the shard's children start once it is checkpointed.
+//!         checkpointer.checkpoint().await.expect("checkpoint at shard end");
+//!     }
+//!     async fn shutdown_requested(&mut self, checkpointer: &Checkpointer) {
+//!         let _ = checkpointer.checkpoint().await;
+//!     }
+//! }
+//!
+//! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+//! let config = aws_config::load_from_env().await;
+//! let scheduler = Scheduler::builder(
+//!     aws_sdk_kinesis::Client::new(&config),
+//!     aws_sdk_dynamodb::Client::new(&config),
+//!     "my-stream",
+//!     "my-application", // the lease table's name
+//! )
+//! .worker_id("host-1")
+//! .initial_position(InitialPosition::TrimHorizon)
+//! .build(|_shard: &ShardId| Printer)
+//! .await?;
+//! scheduler.run().await?; // until Ctrl-C; `spawn()` gives a handle to shut it down
+//! # Ok(())
+//! # }
+//! ```
+
+// The README (the crates.io page) is compiled and run as doc tests too, so its example stays true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
 
 pub use kinesis_aggregation;
 

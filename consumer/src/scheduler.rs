@@ -7,7 +7,6 @@ use std::time::{Duration, Instant, SystemTime};
 
 use aws_sdk_kinesis::types::{ShardFilter, ShardFilterType};
 use kinesis_aggregation::ShardId;
-use rand::SeedableRng;
 use tokio::sync::watch;
 use tokio::task::{JoinHandle, JoinSet};
 
@@ -396,7 +395,7 @@ impl<F: RecordProcessorFactory> Scheduler<F> {
                 self.worker_id.clone(),
             ),
             last_listing: None,
-            rng: rand::rngs::StdRng::from_os_rng(),
+            rng: rand::make_rng::<rand::rngs::StdRng>(),
             held: HashMap::new(),
             consumers: JoinSet::new(),
             consumer_tasks: HashMap::new(),

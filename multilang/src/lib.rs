@@ -17,6 +17,31 @@
 //! keys it reads. The modules: [`properties`] (the Java `.properties` syntax), [`config`] (the
 //! KCL keys), [`protocol`] (the JSON messages), [`child`] (the process), [`processor`] (the
 //! protocol driven from the consumer's callbacks) and [`daemon`] (clients, scheduler, shutdown).
+//!
+//! # Example
+//!
+//! The daemon reads the Java MultiLangDaemon's `.properties` file; keys it knows but does not act
+//! on come back with the reason, so that a port from Java is never silently different.
+//!
+//! ```
+//! use kinesis_multilang::config::DaemonConfig;
+//!
+//! let (config, ignored) = DaemonConfig::from_properties(
+//!     "executableName = python3 app.py --verbose\n\
+//!      streamName = orders\n\
+//!      applicationName = orders-app\n\
+//!      initialPositionInStream = TRIM_HORIZON\n\
+//!      metricsLevel = NONE\n",
+//! )?;
+//! assert_eq!(config.command, ["python3", "app.py", "--verbose"]);
+//! assert_eq!(config.stream_name, "orders");
+//! assert_eq!(config.application_name, "orders-app"); // also the lease table's name
+//! assert_eq!(ignored[0].key, "metricsLevel");
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! and [`daemon::Daemon`] runs it (`Daemon::from_file(path)?.run(stop).await`), as the
+//! `kinesis-multilang-daemon` binary does.
 
 pub mod child;
 pub mod config;

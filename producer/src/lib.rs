@@ -40,6 +40,39 @@
 //!   under throttling, at a cost in throughput.
 //! - Metrics use the KPL's names ([`metrics`]) through the `metrics` crate; requests have
 //!   `tracing` spans.
+//!
+//! # Example
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use kinesis_producer::{Producer, PutError};
+//!
+//! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+//! let config = aws_config::load_from_env().await;
+//! let producer = Producer::builder(aws_sdk_kinesis::Client::new(&config), "my-stream")
+//!     .record_max_buffered_time(Duration::from_millis(100))
+//!     .build()
+//!     .await?; // lists the shards: fails if the stream is missing
+//!
+//! // `put` waits only for buffer space; the handle resolves when the record is stored.
+//! let handle = producer.put_data("device-42", &b"temperature=21.5"[..]).await?;
+//! match handle.await {
+//!     Ok(outcome) => println!("{} {}", outcome.shard_id, outcome.sequence_number),
+//!     // RecordTtl passed: the record is given back with every attempt.
+//!     Err(PutError::Expired { record, attempts }) => {
+//!         eprintln!("{} not put after {} attempts", record.partition_key(), attempts.len())
+//!     }
+//!     Err(other) => eprintln!("{other}"),
+//! }
+//! producer.shutdown().await?; // flushes everything buffered, then stops
+//! # Ok(())
+//! # }
+//! ```
+
+// The README (the crates.io page) is compiled and run as doc tests too, so its example stays true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
 
 mod completion;
 mod config;

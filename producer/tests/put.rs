@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use kinesis_producer::{Producer, PutHandle, UserRecord};
 use kinesis_test_support::{KinesisServer, create_stream, kinesis_client, unique_name};
-use rand::{Rng, SeedableRng};
+use rand::{RngExt, SeedableRng};
 
 fn random_records(count: usize, seed: u64) -> Vec<UserRecord> {
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);

@@ -54,7 +54,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
+use rand::{RngExt, SeedableRng};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, watch};
 use tokio::task::{JoinHandle, JoinSet};
@@ -126,7 +126,7 @@ impl FaultProxy {
             upstream: upstream_endpoint.trim_end_matches('/').to_owned(),
             client,
             faults: watch::Sender::new(Arc::new(Faults::default())),
-            rng: Mutex::new(StdRng::from_os_rng()),
+            rng: Mutex::new(rand::make_rng::<StdRng>()),
             stats: Mutex::new(Stats::default()),
             request_ids: AtomicU64::new(0),
         });

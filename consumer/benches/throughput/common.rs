@@ -12,7 +12,6 @@ use kinesis_consumer::{
     Checkpointer, InitializationInput, ProcessRecordsInput, ProcessorError, RecordProcessor,
 };
 use kinesis_producer::Producer;
-use rand::SeedableRng;
 use rand::distr::{Alphanumeric, SampleString};
 use tokio::sync::{Notify, mpsc, watch};
 use tokio::task::JoinHandle;
@@ -263,7 +262,7 @@ impl Trickle {
                 failed
             });
             let mut tick = tokio::time::interval(Duration::from_secs(1) / per_second.max(1));
-            let mut rng = rand::rngs::StdRng::from_os_rng();
+            let mut rng = rand::make_rng::<rand::rngs::StdRng>();
             let mut put = 0u64;
             loop {
                 tokio::select! {

@@ -12,7 +12,7 @@ use kinesis_test_support::{
     DynamoDbServer, KinesisServer, create_stream, dynamodb_client, kinesis_client, unique_name,
 };
 use rand::distr::{Alphanumeric, SampleString};
-use rand::{Rng, SeedableRng};
+use rand::{RngExt, SeedableRng};
 use tokio::task::JoinSet;
 
 use crate::Options;

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use indicatif::{ProgressBar, ProgressStyle};
 use kinesis_producer::{Producer, PutError, UserRecord};
-use rand::Rng;
+use rand::RngExt;
 use tokio::sync::Semaphore;
 
 #[derive(Parser)]

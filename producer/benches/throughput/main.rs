@@ -33,7 +33,7 @@ use fake_kinesis::FakeKinesis;
 use kinesis_producer::{Producer, ProducerConfig, PutHandle, UserRecord};
 use kinesis_test_support::{KinesisServer, create_stream, sdk_config, unique_name};
 use rand::distr::{Alphanumeric, SampleString};
-use rand::{Rng, SeedableRng};
+use rand::{RngExt, SeedableRng};
 use tokio::task::JoinSet;
 use usage::{mib, process_cpu, reset_peak, rss};
 
