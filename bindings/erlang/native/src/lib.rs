@@ -1,5 +1,5 @@
 //! The Erlang binding of `kinesis-producer`: the NIF library behind the Erlang module
-//! `kinesis_producer` (see `bindings/erlang/README.md` for the Erlang API).
+//! `kinesis_producer` (see `bindings/erlang/README.md` for the Erlang API; the Erlang modules are in `bindings/erlang/src`).
 //!
 //! ```text
 //!  Erlang process                      NIF (scheduler thread, microseconds)        Tokio runtime (own threads)
