@@ -86,6 +86,7 @@ mod shard_consumer;
 mod shards;
 
 pub use checkpointer::{CheckpointError, Checkpointer, validate_checkpoint};
+pub use kinesis_sdk_support::CredentialsCheckError;
 pub use processor::{
     InitializationInput, ProcessRecordsInput, ProcessorError, RecordProcessor,
     RecordProcessorFactory,

@@ -7,6 +7,9 @@ use std::time::{Duration, Instant, SystemTime};
 
 use aws_sdk_kinesis::types::{ShardFilter, ShardFilterType};
 use kinesis_aggregation::ShardId;
+use kinesis_sdk_support::{
+    CREDENTIALS_CHECK_TIMEOUT, CredentialsCheckError, StopOnceSigned, check_credentials,
+};
 use tokio::sync::watch;
 use tokio::task::{JoinHandle, JoinSet};
 
@@ -91,6 +94,15 @@ pub enum SchedulerError {
     /// The enhanced fan-out stream consumer could not be registered.
     #[error("enhanced fan-out: {0}")]
     FanOut(#[from] RegistrationError),
+    /// No credentials could be loaded for the Kinesis or the DynamoDB client
+    /// ([`SchedulerBuilder::verify_credentials`]).
+    #[error("the {client} client has no AWS credentials: {source}")]
+    Credentials {
+        /// `Kinesis` or `DynamoDB`.
+        client: &'static str,
+        /// Why.
+        source: CredentialsCheckError,
+    },
     /// The worker's task panicked (a bug, or a panicking [`LeaseStore`] of the application):
     /// its leases were not released and expire after failoverTime.
     #[error("the worker panicked: {0}")]
@@ -114,6 +126,7 @@ pub struct SchedulerBuilder {
     kinesis_call_timeout: Duration,
     dynamodb_call_timeout: Duration,
     store: Option<Arc<dyn LeaseStore>>,
+    verify_credentials: bool,
 }
 
 impl SchedulerBuilder {
@@ -205,6 +218,15 @@ impl SchedulerBuilder {
         self
     }
 
+    /// Whether [`build`](Self::build) resolves the clients' credentials once (Kinesis, and
+    /// DynamoDB unless a [`lease_store`](Self::lease_store) replaces the table) and fails with
+    /// [`SchedulerError::Credentials`] when none can be had within 4 s (default: true). Turn it
+    /// off for a provider whose credentials come only later.
+    pub fn verify_credentials(mut self, verify: bool) -> Self {
+        self.verify_credentials = verify;
+        self
+    }
+
     /// Uses this lease store instead of the DynamoDB table named after the application.
     pub fn lease_store(mut self, store: Arc<dyn LeaseStore>) -> Self {
         self.store = Some(store);
@@ -217,6 +239,34 @@ impl SchedulerBuilder {
         factory: F,
     ) -> Result<Scheduler<F>, SchedulerError> {
         self.lease.validate()?;
+        if self.verify_credentials {
+            let signed = self
+                .kinesis
+                .describe_limits()
+                .customize()
+                .interceptor(StopOnceSigned)
+                .send();
+            check_credentials(signed, CREDENTIALS_CHECK_TIMEOUT)
+                .await
+                .map_err(|source| SchedulerError::Credentials {
+                    client: "Kinesis",
+                    source,
+                })?;
+            if self.store.is_none() {
+                let signed = self
+                    .dynamodb
+                    .describe_limits()
+                    .customize()
+                    .interceptor(StopOnceSigned)
+                    .send();
+                check_credentials(signed, CREDENTIALS_CHECK_TIMEOUT)
+                    .await
+                    .map_err(|source| SchedulerError::Credentials {
+                        client: "DynamoDB",
+                        source,
+                    })?;
+            }
+        }
         let kinesis = kinesis_with_timeout(&self.kinesis, self.kinesis_call_timeout);
         let dynamodb = dynamodb_with_timeout(&self.dynamodb, self.dynamodb_call_timeout);
         let store = self
@@ -353,6 +403,7 @@ impl Scheduler<()> {
             kinesis_call_timeout: Duration::from_secs(30),
             dynamodb_call_timeout: Duration::from_secs(60),
             store: None,
+            verify_credentials: true,
         }
     }
 }

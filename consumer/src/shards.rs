@@ -4,9 +4,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use aws_sdk_kinesis::error::{DisplayErrorContext, ProvideErrorMetadata};
+use aws_sdk_kinesis::error::ProvideErrorMetadata;
 use aws_sdk_kinesis::types::ShardFilter;
 use kinesis_aggregation::ShardId;
+use kinesis_sdk_support::{MESSAGE_LIMIT, error_text};
 
 use crate::lease::HashKeyRange;
 use crate::retrieval::hash_key_range;
@@ -59,7 +60,7 @@ pub(crate) async fn list_shards_filtered(
                 error
                     .message()
                     .map(str::to_owned)
-                    .unwrap_or_else(|| DisplayErrorContext(&error).to_string())
+                    .unwrap_or_else(|| error_text(&error, MESSAGE_LIMIT))
             )
         })?;
         for shard in page.shards() {

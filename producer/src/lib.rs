@@ -87,6 +87,7 @@ mod shards;
 
 pub use config::{ConfigError, MAX_COLLECTION_COUNT, MAX_COLLECTION_SIZE, ProducerConfig};
 pub use kinesis_aggregation::{self, SequenceNumber, ShardId, UserRecord, ValidationError};
+pub use kinesis_sdk_support::CredentialsCheckError;
 pub use limiter::{ShardLimiter, TokenBucket};
 pub use outcome::{Attempt, AttemptError, ErrorClass, PutError, PutOutcome, classify};
 pub use producer::{

@@ -1,6 +1,7 @@
 //! What a `put` resolves to: the record's place in the stream with every attempt, or an error that
 //! hands the record back.
 
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use kinesis_aggregation::{SequenceNumber, ShardId, UserRecord};
@@ -37,7 +38,10 @@ pub fn classify(code: &str) -> ErrorClass {
         | "ExpiredTokenException"
         | "IDPCommunicationError"
         | "Timeout"
-        | "ConnectionError" => ErrorClass::Transient,
+        | "ConnectionError"
+        // No credentials could be loaded for the request: the provider may recover (instance
+        // metadata refreshing, a rotated file), so the records wait until RecordTtl, as the KPL's.
+        | "CredentialsError" => ErrorClass::Transient,
         _ => ErrorClass::Fatal,
     }
 }
@@ -60,9 +64,11 @@ pub struct Attempt {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AttemptError {
     /// The Kinesis error code (`ProvisionedThroughputExceededException`, `InternalFailure`, …),
-    /// or `Timeout` / `ConnectionError` for failures below HTTP.
+    /// `Timeout` / `ConnectionError` for failures below HTTP, or `CredentialsError` when no
+    /// credentials could be loaded to sign the request.
     pub code: String,
-    /// The error message.
+    /// The error message: the error's display chain, at most
+    /// [`MESSAGE_LIMIT`](kinesis_sdk_support::MESSAGE_LIMIT) bytes.
     pub message: String,
 }
 
@@ -83,7 +89,7 @@ pub struct PutOutcome {
     /// Its index inside that Kinesis record when sent aggregated; `None` when sent on its own.
     pub sub_sequence_number: Option<u64>,
     /// Every attempt, the last one successful (shared by the records that travelled together).
-    pub attempts: std::sync::Arc<[Attempt]>,
+    pub attempts: Arc<[Attempt]>,
 }
 
 /// Why a record was not put. Every variant but [`PutError::Aborted`] gives the record back.
@@ -95,16 +101,16 @@ pub enum PutError {
     Expired {
         /// The record.
         record: Box<UserRecord>,
-        /// Every attempt made.
-        attempts: Vec<Attempt>,
+        /// Every attempt made (shared by the records that travelled together).
+        attempts: Arc<[Attempt]>,
     },
     /// Throttled while `FailIfThrottled` is set.
     #[error("record throttled and FailIfThrottled is set{}", last_error(attempts))]
     Throttled {
         /// The record.
         record: Box<UserRecord>,
-        /// Every attempt made.
-        attempts: Vec<Attempt>,
+        /// Every attempt made (shared by the records that travelled together).
+        attempts: Arc<[Attempt]>,
     },
     /// Kinesis refused it with an error retrying cannot fix (stream not found, access denied, …).
     #[error("Kinesis refused the record: {code}: {message}")]
@@ -115,8 +121,8 @@ pub enum PutError {
         code: String,
         /// The error message.
         message: String,
-        /// Every attempt made.
-        attempts: Vec<Attempt>,
+        /// Every attempt made (shared by the records that travelled together).
+        attempts: Arc<[Attempt]>,
     },
     /// The producer's pipeline stopped before the record resolved: its Tokio runtime shut down
     /// while the record was buffered. The record cannot be given back.
@@ -183,6 +189,7 @@ mod tests {
             ("ServiceUnavailable", ErrorClass::Transient),
             ("Timeout", ErrorClass::Transient),
             ("ConnectionError", ErrorClass::Transient),
+            ("CredentialsError", ErrorClass::Transient),
             ("ResourceNotFoundException", ErrorClass::Fatal),
             ("AccessDeniedException", ErrorClass::Fatal),
             ("ValidationException", ErrorClass::Fatal),

@@ -14,6 +14,9 @@ use aws_sdk_kinesis::primitives::Blob;
 use aws_sdk_kinesis::types::PutRecordsRequestEntry;
 use backon::{BackoffBuilder, ExponentialBackoff, ExponentialBuilder};
 use kinesis_aggregation::{Aggregator, HashKey, SequenceNumber, ShardId, UserRecord};
+use kinesis_sdk_support::{
+    CREDENTIALS_ERROR_CODE, MESSAGE_LIMIT, error_text, is_credentials_error, truncate,
+};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio::time::Instant;
 use tracing::Instrument;
@@ -26,7 +29,7 @@ use crate::entry::{
 };
 use crate::limiter::ShardLimiter;
 use crate::metrics as m;
-use crate::outcome::{AttemptError, ErrorClass, PutError, classify};
+use crate::outcome::{Attempt, AttemptError, ErrorClass, PutError, classify};
 use crate::shard_map::ShardMap;
 use crate::shards;
 
@@ -131,6 +134,9 @@ pub(crate) struct Pipeline {
     /// reserved its place may still send (tokio lets an outstanding permit send), and
     /// `recv` ends only once every such put has arrived.
     commands_open: bool,
+    /// Whether the last request failed for want of credentials: logged once per outage, not per
+    /// request or record.
+    credentials_failing: bool,
 }
 
 /// Messages handled per wake-up before the pipeline looks at its timers and sends.
@@ -199,6 +205,7 @@ impl Pipeline {
             flush_waiters: Vec::new(),
             closing: false,
             commands_open: true,
+            credentials_failing: false,
         }
     }
 
@@ -613,13 +620,14 @@ impl Pipeline {
         }
         metrics::counter!(m::USER_RECORD_EXPIRED, "stream" => self.stream.to_string())
             .increment(members.len() as u64);
+        let shared_attempts: Arc<[Attempt]> = Arc::from(attempts);
         for (member, record) in members {
             self.ledger.release(epoch, 1, record_size(&record) as usize);
             member
                 .slot
                 .resolve(Resolution::Failed(Box::new(PutError::Expired {
                     record: Box::new(record),
-                    attempts: attempts.clone(),
+                    attempts: shared_attempts.clone(),
                 })));
         }
     }
@@ -672,7 +680,7 @@ impl Pipeline {
                     .send()
                     .await;
                 if let Err(error) = &result {
-                    tracing::debug!(error = %aws_sdk_kinesis::error::DisplayErrorContext(error), "PutRecords failed");
+                    tracing::debug!(error = %error_text(error, MESSAGE_LIMIT), "PutRecords failed");
                 }
                 let _ = responses.send((id, entries, result));
             }
@@ -708,8 +716,13 @@ impl Pipeline {
                 };
                 return self.fail_all(entries, error, now, started);
             }
-            Err(error) => return self.fail_all(entries, request_error(&error), now, started),
+            Err(error) => {
+                let error = request_error(&error);
+                self.note_credentials(error.code == CREDENTIALS_ERROR_CODE, &error.message);
+                return self.fail_all(entries, error, now, started);
+            }
         };
+        self.note_credentials(false, "");
         let mut retries: Vec<(ShardKey, Entry)> = Vec::new();
         let mut astray: Vec<Entry> = Vec::new();
         let mut touched: Vec<ShardKey> = Vec::new();
@@ -919,6 +932,21 @@ impl Pipeline {
                 }
             }
         }
+    }
+
+    /// Logs the start and the end of a credentials outage, once each.
+    fn note_credentials(&mut self, failing: bool, message: &str) {
+        if failing && !self.credentials_failing {
+            tracing::warn!(
+                stream = %self.stream,
+                error = message,
+                "no credentials to sign PutRecords: records are retried until RecordTtl \
+                 (attempts fail with CredentialsError; logged once until a request succeeds)"
+            );
+        } else if !failing && self.credentials_failing {
+            tracing::info!(stream = %self.stream, "credentials are back: PutRecords is signed again");
+        }
+        self.credentials_failing = failing;
     }
 
     fn fail_all(
@@ -1153,19 +1181,27 @@ fn request_error(error: &SdkError<PutRecordsError>) -> AttemptError {
     match error {
         SdkError::ServiceError(service) => AttemptError {
             code: service.err().code().unwrap_or("InternalFailure").to_owned(),
-            message: service.err().message().unwrap_or_default().to_owned(),
+            message: truncate(
+                service.err().message().unwrap_or_default().to_owned(),
+                MESSAGE_LIMIT,
+            ),
         },
         SdkError::TimeoutError(_) => AttemptError {
             code: "Timeout".into(),
             message: "PutRecords timed out (RequestTimeout); it may have succeeded".into(),
         },
+        // The SDK reports credentials it could not load as a dispatch failure.
+        _ if is_credentials_error(error) => AttemptError {
+            code: CREDENTIALS_ERROR_CODE.into(),
+            message: error_text(error, MESSAGE_LIMIT),
+        },
         SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => AttemptError {
             code: "ConnectionError".into(),
-            message: aws_sdk_kinesis::error::DisplayErrorContext(error).to_string(),
+            message: error_text(error, MESSAGE_LIMIT),
         },
         _ => AttemptError {
             code: "ClientError".into(),
-            message: aws_sdk_kinesis::error::DisplayErrorContext(error).to_string(),
+            message: error_text(error, MESSAGE_LIMIT),
         },
     }
 }

@@ -7,6 +7,9 @@ use aws_sdk_kinesis::config::retry::RetryConfig;
 use aws_sdk_kinesis::config::timeout::TimeoutConfig;
 use bytes::Bytes;
 use kinesis_aggregation::{UserRecord, ValidationError};
+use kinesis_sdk_support::{
+    CREDENTIALS_CHECK_TIMEOUT, CredentialsCheckError, StopOnceSigned, check_credentials,
+};
 use tokio::sync::{Mutex, Semaphore, mpsc, oneshot};
 
 use tokio::task::JoinHandle;
@@ -32,6 +35,9 @@ pub enum BuildError {
         /// The stream.
         stream: String,
     },
+    /// No credentials could be loaded ([`ProducerBuilder::verify_credentials`]).
+    #[error("the producer has no AWS credentials: {0}")]
+    Credentials(#[from] CredentialsCheckError),
 }
 
 /// Why `put` did not take a record. The record is given back where there is one.
@@ -73,6 +79,7 @@ pub struct ProducerBuilder {
     client: aws_sdk_kinesis::Client,
     stream: String,
     config: ProducerConfig,
+    verify_credentials: bool,
 }
 
 macro_rules! builder_setters {
@@ -91,6 +98,15 @@ impl ProducerBuilder {
     /// Replaces the whole configuration.
     pub fn config(mut self, config: ProducerConfig) -> Self {
         self.config = config;
+        self
+    }
+
+    /// Whether [`build`](Self::build) resolves the client's credentials once and fails with
+    /// [`BuildError::Credentials`] when none can be had within 4 s (default: true). Without
+    /// credentials every record would be retried until `RecordTtl` and then fail; turn the check
+    /// off for a provider whose credentials come only later.
+    pub fn verify_credentials(mut self, verify: bool) -> Self {
+        self.verify_credentials = verify;
         self
     }
 
@@ -116,9 +132,11 @@ impl ProducerBuilder {
         max_backoff: std::time::Duration,
     }
 
-    /// Lists the stream's shards and starts the pipeline task (on the current Tokio runtime).
+    /// Checks the credentials (unless told not to), lists the stream's shards and starts the
+    /// pipeline task (on the current Tokio runtime).
     ///
-    /// Fails when the configuration is invalid or the stream does not exist. When the shards
+    /// Fails when the configuration is invalid, no credentials can be loaded, or the stream does
+    /// not exist. When the shards
     /// cannot be listed for another reason (e.g. `ListShards` is not allowed), the producer starts
     /// without a shard map: it lists again after 1 s, doubling to 30 s, and meanwhile sends
     /// records unaggregated within one shard's rate limits.
@@ -127,8 +145,20 @@ impl ProducerBuilder {
             client,
             stream,
             config,
+            verify_credentials,
         } = self;
         config.validate()?;
+        if verify_credentials {
+            check_credentials(
+                client
+                    .describe_limits()
+                    .customize()
+                    .interceptor(StopOnceSigned)
+                    .send(),
+                CREDENTIALS_CHECK_TIMEOUT,
+            )
+            .await?;
+        }
         let map = match load_shard_map(&client, &stream).await {
             Ok(map) => Some(map),
             Err(error) if error.code() == Some("ResourceNotFoundException") => {
@@ -220,6 +250,7 @@ impl Producer {
             client,
             stream: stream.into(),
             config: ProducerConfig::default(),
+            verify_credentials: true,
         }
     }
 

@@ -1,7 +1,10 @@
 //! Listing a stream's open shards into a [`ShardMap`].
 
-use aws_sdk_kinesis::error::{DisplayErrorContext, ProvideErrorMetadata};
+use aws_sdk_kinesis::error::ProvideErrorMetadata;
 use kinesis_aggregation::{HashKey, ShardId};
+use kinesis_sdk_support::{
+    CREDENTIALS_ERROR_CODE, MESSAGE_LIMIT, error_text, is_credentials_error,
+};
 
 use crate::shard_map::{ShardMap, ShardMapError, ShardRange};
 
@@ -65,11 +68,15 @@ pub async fn load_shard_map(
             .await
             .map_err(|error| ShardListError::Request {
                 stream: stream.to_owned(),
-                code: error.code().unwrap_or("ClientError").to_owned(),
+                code: match error.code() {
+                    Some(code) => code.to_owned(),
+                    None if is_credentials_error(&error) => CREDENTIALS_ERROR_CODE.to_owned(),
+                    None => "ClientError".to_owned(),
+                },
                 message: error
                     .message()
                     .map(str::to_owned)
-                    .unwrap_or_else(|| DisplayErrorContext(&error).to_string()),
+                    .unwrap_or_else(|| error_text(&error, MESSAGE_LIMIT)),
             })?;
         for shard in page.shards() {
             let open = shard

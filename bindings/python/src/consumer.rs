@@ -9,7 +9,7 @@ use kinesis_consumer::lease::LeaseConfig;
 use kinesis_consumer::retrieval::{FanOutConfig, PollingConfig, RetrievalConfig};
 use kinesis_consumer::{
     InitialPosition, InitializationInput, ProcessRecordsInput as RustProcessRecordsInput,
-    ProcessorError, RecordProcessor, RecordProcessorFactory, SchedulerHandle,
+    ProcessorError, RecordProcessor, RecordProcessorFactory, SchedulerError, SchedulerHandle,
 };
 use kinesis_producer::ShardId;
 use pyo3::exceptions::{PyTypeError, PyValueError};
@@ -250,6 +250,7 @@ impl Scheduler {
         retry_failed_batches=true,
         retrieval_mode="POLLING",
         consumer_name=None,
+        verify_credentials=true,
         **lease_options
     ))]
     #[allow(clippy::too_many_arguments)]
@@ -274,6 +275,7 @@ impl Scheduler {
         retry_failed_batches: bool,
         retrieval_mode: &str,
         consumer_name: Option<String>,
+        verify_credentials: bool,
         lease_options: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<Self> {
         if !processor_factory.is_callable() {
@@ -335,14 +337,19 @@ impl Scheduler {
             .lease_config(lease)
             .retrieval(retrieval)
             .shard_sync_interval(Duration::from_millis(shard_sync_interval_millis))
-            .parent_poll_interval(Duration::from_millis(parent_shard_poll_interval_millis));
+            .parent_poll_interval(Duration::from_millis(parent_shard_poll_interval_millis))
+            .verify_credentials(verify_credentials);
             if let Some(worker_id) = worker_id {
                 builder = builder.worker_id(worker_id);
             }
             builder.build(factory).await
         })?;
-        let scheduler =
-            built.map_err(|err| errors::raise(py, errors::scheduler_error, (err.to_string(),)))?;
+        let scheduler = built.map_err(|err| match err {
+            SchedulerError::Credentials { .. } => {
+                errors::raise(py, errors::credentials_error, (err.to_string(),))
+            }
+            other => errors::raise(py, errors::scheduler_error, (other.to_string(),)),
+        })?;
         Ok(Scheduler {
             worker_id: scheduler.worker_id().to_owned(),
             state: Mutex::new(State::Built(Box::new(scheduler))),

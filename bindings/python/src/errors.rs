@@ -32,6 +32,7 @@ exception_classes! {
     record_aborted => "RecordAborted",
     checkpoint_error => "CheckpointError",
     scheduler_error => "SchedulerError",
+    credentials_error => "CredentialsError",
 }
 
 /// One of the exception classes above.

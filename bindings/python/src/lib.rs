@@ -2,7 +2,7 @@
 //! `kinesis_rs` Python package (`python/kinesis_rs/`), built with maturin.
 //!
 //! ```text
-//!  Python thread ── Producer.put ─► kinesis_producer pipeline ─► completer thread ─► Future
+//!  Python thread ── Producer.put ─► kinesis_producer pipeline ─► PutHandle (callbacks: completer thread)
 //!                └─ flush/close/checkpoint: block_on(runtime), GIL released
 //!  one Tokio runtime per process ── kinesis_consumer::Scheduler ─► blocking pool ─► Python
 //!                                   (per shard: initialize, process_records, ...) processor
@@ -13,6 +13,7 @@
 
 mod consumer;
 mod errors;
+mod handle;
 mod inputs;
 mod producer;
 mod runtime;
@@ -37,6 +38,7 @@ fn native(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_class::<producer::Producer>()?;
     module.add_function(wrap_pyfunction!(producer::close_all_producers, module)?)?;
     module.add_class::<producer::PutResult>()?;
+    module.add_class::<handle::PutHandle>()?;
     module.add_class::<producer::Attempt>()?;
     module.add_class::<consumer::Scheduler>()?;
     module.add_class::<inputs::Checkpointer>()?;

@@ -1,30 +1,27 @@
 //! `Producer`: the KPL for Python. `put` hands the record to the Rust pipeline at once and
-//! returns a `concurrent.futures.Future`; a completer thread resolves the futures, taking the
-//! GIL once per batch of outcomes.
+//! returns a [`PutHandle`], a native future of its outcome; `put_many` does the same for many
+//! records in one call.
 //!
 //! ```text
-//!  put() ──try_put──► pipeline task ──► PutHandle ──► (tokio task) ──► completer thread
-//!   │ (GIL held: validation, enqueue;                                 │ GIL: set_result /
-//!   │  released only to wait for room)                               │      set_exception
-//!   └──────────────────────────────► concurrent.futures.Future ◄──────┘
+//!  put() / put_many() ──try_put──► pipeline task ──► outcome in the core's completion block
+//!   │ (GIL held: validation, enqueue;                 ▲ read by done()/result(); wakes waiters
+//!   │  released only to wait for room)               │ and queues callbacks (see handle.rs)
+//!   └────────────────────────────► PutHandle ────────┘
 //! ```
 
-use std::collections::BTreeSet;
-use std::sync::mpsc;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::UNIX_EPOCH;
 
 use bytes::Bytes;
-use kinesis_producer::{BuildError, ProducerConfig, PutError, PutOutcome, SubmitError, UserRecord};
+use kinesis_producer::{BuildError, ProducerConfig, PutOutcome, SubmitError, UserRecord};
 use pyo3::buffer::PyBuffer;
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
-use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyBytes, PyDict, PyString, PyType};
-use tokio::sync::Notify;
+use pyo3::types::{PyBytes, PyDict, PyList, PyString};
 
 use crate::errors;
-use crate::runtime::{option_value, runtime, sdk_config, wait};
+use crate::handle::{self, PutHandle};
+use crate::runtime::{option_value, sdk_config, wait};
 
 /// One try at putting a record, as the KPL reports it.
 #[pyclass(frozen, get_all, module = "kinesis_rs")]
@@ -76,10 +73,16 @@ impl Attempt {
     }
 }
 
-/// Where a record landed: what a put's future resolves to.
+/// Where a record landed: what a put's handle resolves to.
 #[pyclass(frozen, module = "kinesis_rs")]
 pub struct PutResult {
     outcome: PutOutcome,
+}
+
+impl From<PutOutcome> for PutResult {
+    fn from(outcome: PutOutcome) -> Self {
+        PutResult { outcome }
+    }
 }
 
 #[pymethods]
@@ -135,124 +138,6 @@ impl PutResult {
     }
 }
 
-/// Which of a producer's puts have their Python future resolved: puts are numbered as they are
-/// made, and `flush`/`close` wait until every put numbered before them is done.
-#[derive(Default)]
-struct Tracker {
-    state: Mutex<TrackerState>,
-    changed: Notify,
-}
-
-#[derive(Default)]
-struct TrackerState {
-    next: u64,
-    /// Every put numbered below this is done.
-    done_below: u64,
-    /// Done puts numbered above `done_below`.
-    done_above: BTreeSet<u64>,
-}
-
-impl Tracker {
-    fn register(&self) -> u64 {
-        let mut state = self.state.lock().expect("not poisoned");
-        state.next += 1;
-        state.next - 1
-    }
-
-    fn next(&self) -> u64 {
-        self.state.lock().expect("not poisoned").next
-    }
-
-    fn done(&self, id: u64) {
-        let mut guard = self.state.lock().expect("not poisoned");
-        let state = &mut *guard;
-        if id == state.done_below {
-            state.done_below += 1;
-            while state.done_above.remove(&state.done_below) {
-                state.done_below += 1;
-            }
-        } else {
-            state.done_above.insert(id);
-        }
-        drop(guard);
-        self.changed.notify_waiters();
-    }
-
-    async fn wait_until(&self, target: u64) {
-        loop {
-            let changed = self.changed.notified();
-            let mut changed = std::pin::pin!(changed);
-            changed.as_mut().enable();
-            if self.state.lock().expect("not poisoned").done_below >= target {
-                return;
-            }
-            changed.await;
-        }
-    }
-}
-
-/// A put's outcome on its way to its Python future.
-struct Completion {
-    future: Py<PyAny>,
-    result: Result<PutOutcome, PutError>,
-    tracker: Arc<Tracker>,
-    id: u64,
-}
-
-/// The completer thread's queue. The thread takes the GIL once per batch of outcomes, never
-/// on a runtime worker (a worker waiting for the GIL would stall every producer's I/O).
-fn completions() -> &'static mpsc::Sender<Completion> {
-    static SENDER: OnceLock<mpsc::Sender<Completion>> = OnceLock::new();
-    SENDER.get_or_init(|| {
-        let (sender, receiver) = mpsc::channel::<Completion>();
-        std::thread::Builder::new()
-            .name("kinesis-rs-completer".into())
-            .spawn(move || {
-                while let Ok(first) = receiver.recv() {
-                    let mut batch = vec![first];
-                    batch.extend(receiver.try_iter().take(4_095));
-                    let done: Vec<(Arc<Tracker>, u64)> = Python::attach(|py| {
-                        batch
-                            .into_iter()
-                            .map(|completion| {
-                                resolve(py, &completion.future, completion.result);
-                                (completion.tracker, completion.id)
-                            })
-                            .collect()
-                    });
-                    for (tracker, id) in done {
-                        tracker.done(id);
-                    }
-                }
-            })
-            .expect("the completer thread starts");
-        sender
-    })
-}
-
-fn resolve(py: Python<'_>, future: &Py<PyAny>, result: Result<PutOutcome, PutError>) {
-    let resolved = match result {
-        Ok(outcome) => Py::new(py, PutResult { outcome })
-            .and_then(|result| future.call_method1(py, "set_result", (result,))),
-        Err(err) => {
-            let exception = errors::put_error_value(py, err).into_value(py);
-            future.call_method1(py, "set_exception", (exception,))
-        }
-    };
-    if let Err(err) = resolved {
-        // Only if the application resolved the future itself; nothing else to tell it.
-        err.display(py);
-    }
-}
-
-/// A new `concurrent.futures.Future`, already marked running: a put cannot be cancelled.
-fn new_future(py: Python<'_>) -> PyResult<Py<PyAny>> {
-    static FUTURE: PyOnceLock<Py<PyType>> = PyOnceLock::new();
-    let future = FUTURE.import(py, "concurrent.futures", "Future")?.call0()?;
-    future.call_method0("set_running_or_notify_cancel")?;
-    Ok(future.unbind())
-}
-
 /// Record data from Python: bytes, str (UTF-8), or any buffer (bytearray, memoryview, ...).
 fn data_bytes(py: Python<'_>, data: &Bound<'_, PyAny>) -> PyResult<Bytes> {
     if let Ok(bytes) = data.cast::<PyBytes>() {
@@ -270,62 +155,70 @@ fn data_bytes(py: Python<'_>, data: &Bound<'_, PyAny>) -> PyResult<Bytes> {
     }
 }
 
+/// A validated record from `put`'s arguments (`ValueError` for a bad key or size, `TypeError`
+/// for data of the wrong type).
+fn user_record(
+    py: Python<'_>,
+    partition_key: String,
+    data: &Bound<'_, PyAny>,
+    explicit_hash_key: Option<&str>,
+) -> PyResult<UserRecord> {
+    let mut record =
+        UserRecord::new(partition_key, data_bytes(py, data)?).map_err(errors::invalid_record)?;
+    if let Some(key) = explicit_hash_key {
+        record = record
+            .with_explicit_hash_key(key)
+            .map_err(errors::invalid_record)?;
+    }
+    Ok(record)
+}
+
 /// A Kinesis producer in the manner of the KPL: records are aggregated per shard, collected
 /// into `PutRecords` requests, retried per record until `RecordTtl`, within the shards' limits.
 ///
-/// `Producer(stream_name, region=None, endpoint_url=None, **kpl_options)`: `kpl_options` are
-/// the KPL's option names (`RecordMaxBufferedTime=100`, `RecordTtl=30000`, `AggregationEnabled=False`,
-/// ...), durations in milliseconds. Use it as a context manager, or call `close()`.
+/// `Producer(stream_name, region=None, endpoint_url=None, verify_credentials=True, **kpl_options)`:
+/// `kpl_options` are the KPL's option names (`RecordMaxBufferedTime=100`, `RecordTtl=30000`,
+/// `AggregationEnabled=False`, ...), durations in milliseconds. The credentials are resolved once
+/// at start (`CredentialsError` when there are none; `verify_credentials=False` skips the check).
+/// Use it as a context manager, or call `close()`.
 #[pyclass(frozen, module = "kinesis_rs")]
 pub struct Producer {
     stream_name: String,
     inner: Arc<Mutex<Option<kinesis_producer::Producer>>>,
-    tracker: Arc<Tracker>,
 }
 
-/// A producer as [`close_all_producers`] finds it: its Rust producer (gone once closed) and its
-/// futures' tracker.
-type Registered = (
-    std::sync::Weak<Mutex<Option<kinesis_producer::Producer>>>,
-    Arc<Tracker>,
-);
+/// Every producer not yet dropped (its Rust producer, gone once closed), so that the
+/// interpreter's exit can deliver what they hold.
+static LIVE: Mutex<Vec<std::sync::Weak<Mutex<Option<kinesis_producer::Producer>>>>> =
+    Mutex::new(Vec::new());
 
-/// Every producer not yet dropped, so that the interpreter's exit can deliver what they hold.
-static LIVE: Mutex<Vec<Registered>> = Mutex::new(Vec::new());
-
-fn register(inner: &Arc<Mutex<Option<kinesis_producer::Producer>>>, tracker: &Arc<Tracker>) {
+fn register(inner: &Arc<Mutex<Option<kinesis_producer::Producer>>>) {
     let mut live = LIVE.lock().expect("not poisoned");
-    live.retain(|(inner, _)| inner.strong_count() > 0);
-    live.push((Arc::downgrade(inner), tracker.clone()));
+    live.retain(|inner| inner.strong_count() > 0);
+    live.push(Arc::downgrade(inner));
 }
 
 /// Shuts `inner`'s producer down, if it is still open, and waits (GIL released) until every
-/// record put before has its outcome and its future is resolved.
-fn close(
-    py: Python<'_>,
-    inner: &Mutex<Option<kinesis_producer::Producer>>,
-    tracker: &Arc<Tracker>,
-) -> PyResult<()> {
+/// record put before has its outcome and the done-callbacks of their handles have run.
+fn close(py: Python<'_>, inner: &Mutex<Option<kinesis_producer::Producer>>) -> PyResult<()> {
     let Some(producer) = inner.lock().expect("not poisoned").take() else {
         return Ok(());
     };
-    let tracker = tracker.clone();
-    let target = tracker.next();
     wait(py, async move {
         let _ = producer.shutdown().await;
-        tracker.wait_until(target).await;
-    })
+    })?;
+    handle::callbacks_done(py)
 }
 
 /// Closes every producer still open: `kinesis_rs` registers it with `atexit`, so records put
-/// without a `close()` are still delivered (or fail, resolving their futures) before the
+/// without a `close()` are still delivered (or fail, resolving their handles) before the
 /// interpreter exits.
 #[pyfunction]
 pub(crate) fn close_all_producers(py: Python<'_>) -> PyResult<()> {
     let live = std::mem::take(&mut *LIVE.lock().expect("not poisoned"));
-    for (inner, tracker) in live {
+    for inner in live {
         if let Some(inner) = inner.upgrade() {
-            close(py, &inner, &tracker)?;
+            close(py, &inner)?;
         }
     }
     Ok(())
@@ -367,12 +260,13 @@ impl Producer {
 impl Producer {
     /// Lists the stream's shards and starts the producer.
     #[new]
-    #[pyo3(signature = (stream_name, region=None, endpoint_url=None, **kpl_options))]
+    #[pyo3(signature = (stream_name, region=None, endpoint_url=None, verify_credentials=true, **kpl_options))]
     fn new(
         py: Python<'_>,
         stream_name: String,
         mut region: Option<String>,
         endpoint_url: Option<String>,
+        verify_credentials: bool,
         kpl_options: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<Self> {
         let mut config = ProducerConfig::default();
@@ -392,25 +286,26 @@ impl Producer {
             let sdk = sdk_config(endpoint_url, region).await;
             kinesis_producer::Producer::builder(aws_sdk_kinesis::Client::new(&sdk), stream)
                 .config(config)
+                .verify_credentials(verify_credentials)
                 .build()
                 .await
         })?;
         match built {
             Ok(producer) => {
                 let inner = Arc::new(Mutex::new(Some(producer)));
-                let tracker = Arc::default();
-                register(&inner, &tracker);
-                Ok(Producer {
-                    stream_name,
-                    inner,
-                    tracker,
-                })
+                register(&inner);
+                Ok(Producer { stream_name, inner })
             }
             Err(BuildError::Config(err)) => Err(errors::invalid_config(err)),
             Err(BuildError::StreamNotFound { stream }) => Err(errors::raise(
                 py,
                 errors::stream_not_found,
                 (format!("stream {stream} not found"), stream),
+            )),
+            Err(err @ BuildError::Credentials(_)) => Err(errors::raise(
+                py,
+                errors::credentials_error,
+                (err.to_string(),),
             )),
             Err(other) => Err(errors::raise(
                 py,
@@ -420,12 +315,12 @@ impl Producer {
         }
     }
 
-    /// Puts a record. Returns a `concurrent.futures.Future` that resolves to a `PutResult`, or
-    /// fails with `RecordExpired` (not put within `RecordTtl`), `RecordThrottled`,
-    /// `RecordRejected` or `RecordAborted`, each carrying the record. Raises `ValueError` at once
-    /// for an empty or over-256-character partition key, an explicit hash key that is not a
-    /// decimal in 0..2^128, or data over 1 MiB. Blocks (GIL released) only while the producer
-    /// holds `MaxOutstandingRecords` / `MaxOutstandingBytes` or its pipeline is behind.
+    /// Puts a record. Returns a `PutHandle` that resolves to a `PutResult`, or fails with
+    /// `RecordExpired` (not put within `RecordTtl`), `RecordThrottled`, `RecordRejected` or
+    /// `RecordAborted`, each carrying the record. Raises `ValueError` at once for an empty or
+    /// over-256-character partition key, an explicit hash key that is not a decimal in 0..2^128,
+    /// or data over 1 MiB. Blocks (GIL released) only while the producer holds
+    /// `MaxOutstandingRecords` / `MaxOutstandingBytes` or its pipeline is behind.
     #[pyo3(signature = (partition_key, data, explicit_hash_key=None))]
     fn put(
         &self,
@@ -433,40 +328,47 @@ impl Producer {
         partition_key: String,
         data: &Bound<'_, PyAny>,
         explicit_hash_key: Option<&str>,
-    ) -> PyResult<Py<PyAny>> {
+    ) -> PyResult<Py<PutHandle>> {
         let producer = self.producer(py)?;
-        let mut record = UserRecord::new(partition_key, data_bytes(py, data)?)
-            .map_err(errors::invalid_record)?;
-        if let Some(key) = explicit_hash_key {
-            record = record
-                .with_explicit_hash_key(key)
-                .map_err(errors::invalid_record)?;
-        }
-        let future = new_future(py)?;
-        let id = self.tracker.register();
-        let handle = match Self::submit(py, &producer, record) {
-            Ok(handle) => handle,
-            Err(err) => {
-                self.tracker.done(id);
-                return Err(err);
-            }
-        };
-        let completion_future = future.clone_ref(py);
-        let tracker = self.tracker.clone();
-        runtime().spawn(async move {
-            let result = handle.await;
-            let _ = completions().send(Completion {
-                future: completion_future,
-                result,
-                tracker,
-                id,
-            });
-        });
-        Ok(future)
+        let record = user_record(py, partition_key, data, explicit_hash_key)?;
+        let handle = Self::submit(py, &producer, record)?;
+        Py::new(py, PutHandle::new(handle))
     }
 
-    /// `put` for asyncio: an awaitable of the `PutResult` (`asyncio.wrap_future` of `put`'s
-    /// future), to be called from a running event loop.
+    /// Puts many records in one call: `records` is an iterable of `(partition_key, data)` or
+    /// `(partition_key, data, explicit_hash_key)` tuples. Returns their handles, in order. Every
+    /// record is checked before any is put: a bad one raises (`ValueError`, `TypeError`, naming
+    /// its index) and nothing is put. Blocks (GIL released) while the producer is full, as `put`.
+    fn put_many<'py>(
+        &self,
+        py: Python<'py>,
+        records: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyList>> {
+        let producer = self.producer(py)?;
+        let mut parsed = Vec::with_capacity(records.len().unwrap_or(0));
+        for (index, item) in records.try_iter()?.enumerate() {
+            let (key, data, explicit) = handle::record_item(&item?, index)?;
+            let record = user_record(py, key, &data, explicit.as_deref()).map_err(|err| {
+                let message = err.value(py).to_string();
+                let wrapped = format!("put_many: item {index}: {message}; nothing was put");
+                if err.is_instance_of::<pyo3::exceptions::PyTypeError>(py) {
+                    PyTypeError::new_err(wrapped)
+                } else {
+                    pyo3::exceptions::PyValueError::new_err(wrapped)
+                }
+            })?;
+            parsed.push(record);
+        }
+        let mut handles = Vec::with_capacity(parsed.len());
+        for record in parsed {
+            let handle = Self::submit(py, &producer, record)?;
+            handles.push(Py::new(py, PutHandle::new(handle))?);
+        }
+        PyList::new(py, handles)
+    }
+
+    /// `put` for asyncio: an `asyncio.Future` of the `PutResult`, to be called from a running
+    /// event loop (`await producer.put(...)` works as well: the handle is awaitable).
     #[pyo3(signature = (partition_key, data, explicit_hash_key=None))]
     fn put_async<'py>(
         &self,
@@ -475,32 +377,33 @@ impl Producer {
         data: &Bound<'py, PyAny>,
         explicit_hash_key: Option<&str>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        static WRAP_FUTURE: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
-        let future = self.put(py, partition_key, data, explicit_hash_key)?;
-        WRAP_FUTURE
-            .import(py, "asyncio", "wrap_future")?
-            .call1((future,))
+        // The loop first: called outside one, nothing is put.
+        let asyncio = py.import("asyncio")?;
+        asyncio.call_method0("get_running_loop")?;
+        let handle = self.put(py, partition_key, data, explicit_hash_key)?;
+        py.import("kinesis_rs._handles")?
+            .getattr("asyncio_future")?
+            .call1((handle,))
     }
 
     /// Sends every buffered record now and waits (GIL released) until every record put before
-    /// this call has its outcome, and its future is resolved. A no-op once closed.
+    /// this call has its outcome (its handle is done) and the handles' done-callbacks have run.
+    /// A no-op once closed.
     fn flush(&self, py: Python<'_>) -> PyResult<()> {
         let Some(producer) = self.inner.lock().expect("not poisoned").clone() else {
             return Ok(());
         };
-        let tracker = self.tracker.clone();
-        let target = tracker.next();
         wait(py, async move {
             // Closed meanwhile (close() from another thread): it flushes too.
             let _ = producer.flush().await;
-            tracker.wait_until(target).await;
-        })
+        })?;
+        handle::callbacks_done(py)
     }
 
-    /// Refuses new records, delivers every buffered one (each future resolves: put, expired or
+    /// Refuses new records, delivers every buffered one (each handle resolves: put, expired or
     /// failed), then stops. Idempotent.
     fn close(&self, py: Python<'_>) -> PyResult<()> {
-        close(py, &self.inner, &self.tracker)
+        close(py, &self.inner)
     }
 
     /// The stream this producer writes to.

@@ -30,13 +30,20 @@ def closed_port_url() -> str:
     return f"http://127.0.0.1:{port}"
 
 
-def test_put_resolves_a_concurrent_future_with_the_records_place(kinesis_endpoint):
+def test_put_returns_a_handle_of_the_records_place(kinesis_endpoint):
     stream = create_stream(shards=2)
     with producer(stream, kinesis_endpoint, RecordMaxBufferedTime=50) as p:
         futures = [p.put(f"key-{i}", f"value-{i}".encode()) for i in range(20)]
         explicit = p.put("any", b"to shard 0", explicit_hash_key="0")
-        assert all(isinstance(f, concurrent.futures.Future) for f in futures)
+        assert all(isinstance(f, kinesis_rs.PutHandle) for f in futures)
+        # Code that needs a concurrent.futures.Future asks for one.
+        as_futures = [f.to_future() for f in futures]
+        done, not_done = concurrent.futures.wait(as_futures, timeout=30)
+        assert len(done) == 20 and not not_done
         results = [f.result(timeout=30) for f in futures]
+        assert [f.result().sequence_number for f in as_futures] == [
+            r.sequence_number for r in results
+        ]
         low = explicit.result(timeout=30)
     assert low.shard_id == "shardId-000000000000"  # hash key 0 is in the first shard's range
     for result in results + [low]:

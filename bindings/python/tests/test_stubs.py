@@ -11,7 +11,7 @@ import kinesis_rs._native as native
 
 STUB = pathlib.Path(native.__file__).with_name("_native.pyi")
 # Dunders a stub declares because callers use them; the others (repr, ...) need no stub.
-DECLARED_DUNDERS = {"__init__", "__enter__", "__exit__", "__getitem__"}
+DECLARED_DUNDERS = {"__init__", "__enter__", "__exit__", "__getitem__", "__await__"}
 
 
 def stub_classes() -> dict[str, dict[str, ast.FunctionDef]]:

@@ -6,8 +6,9 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use kinesis_aggregation::ShardId;
+use kinesis_sdk_support::{MESSAGE_LIMIT, error_text};
 
 use super::lease::{Checkpoint, Lease, LeaseError};
 
@@ -142,7 +143,7 @@ impl LeaseStoreError {
                 table: table.to_owned(),
             };
         }
-        let message = DisplayErrorContext(&error).to_string();
+        let message = error_text(&error, MESSAGE_LIMIT);
         let throttled = THROTTLING.contains(&code.as_str());
         let source: Arc<dyn StdError + Send + Sync> = Arc::new(error);
         if throttled

@@ -5,8 +5,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use aws_sdk_kinesis::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_kinesis::error::{ProvideErrorMetadata, SdkError};
 use backon::{BackoffBuilder, ExponentialBuilder};
+use kinesis_sdk_support::{
+    CREDENTIALS_ERROR_CODE, MESSAGE_LIMIT, error_text, is_credentials_error,
+};
 use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinHandle;
 
@@ -154,17 +157,22 @@ pub(super) fn backoff(min: Duration, max: Duration) -> impl Iterator<Item = Dura
         .build()
 }
 
-/// The error's code (`ClientError` when it has none) and message.
+/// The error's code (`CredentialsError` when no credentials could be loaded, `ClientError` when
+/// it has none) and its message (the display chain, capped).
 pub(super) fn code_and_message<E, R>(error: &SdkError<E, R>) -> (String, String)
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
-    R: std::fmt::Debug,
+    R: std::fmt::Debug + 'static,
 {
-    let code = error.code().unwrap_or("ClientError").to_owned();
+    let code = match error.code() {
+        Some(code) => code.to_owned(),
+        None if is_credentials_error(error) => CREDENTIALS_ERROR_CODE.to_owned(),
+        None => "ClientError".to_owned(),
+    };
     let message = error
         .message()
         .map(str::to_owned)
-        .unwrap_or_else(|| DisplayErrorContext(error).to_string());
+        .unwrap_or_else(|| error_text(error, MESSAGE_LIMIT));
     (code, message)
 }
 

@@ -283,7 +283,10 @@ impl Reader {
         Ok((Some(batch), next))
     }
 
-    fn classify<E: ProvideErrorMetadata + std::error::Error + 'static, R: std::fmt::Debug>(
+    fn classify<
+        E: ProvideErrorMetadata + std::error::Error + 'static,
+        R: std::fmt::Debug + 'static,
+    >(
         &self,
         error: &aws_sdk_kinesis::error::SdkError<E, R>,
         expired_iterator: bool,

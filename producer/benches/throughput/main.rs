@@ -19,7 +19,11 @@
 //!   (`KINESALITE_ENDPOINT`, or `.local/run/servers.env` from `scripts/servers start`).
 //!   Last line: `local_server_rps=<n>`.
 //!
-//! The input is made before anything is timed. `scripts/bench-producer` runs all three.
+//! - `serve`: only the loopback endpoint, for producers in other processes (the Python benchmark,
+//!   `scripts/bench-python-producer`): prints `endpoint=http://127.0.0.1:<port>`, answers until its
+//!   standard input closes, then prints `put_requests=<n> entries=<n> server_cpu_ms=<n>`.
+//!
+//! The input is made before anything is timed. `scripts/bench-producer` runs the first three.
 
 mod fake_kinesis;
 mod usage;
@@ -84,12 +88,14 @@ fn options() -> Result<Options, String> {
                     .ok_or_else(|| format!("--set needs KplOption=value, not {setting:?}"))?;
                 options.settings.push((key.to_owned(), value.to_owned()));
             }
-            "throughput" | "memory" | "local" if options.mode.is_empty() => options.mode = arg,
+            "throughput" | "memory" | "local" | "serve" if options.mode.is_empty() => {
+                options.mode = arg
+            }
             other => return Err(format!("unexpected argument {other:?}")),
         }
     }
     if options.mode.is_empty() {
-        return Err("which mode: throughput, memory or local?".into());
+        return Err("which mode: throughput, memory, local or serve?".into());
     }
     Ok(options)
 }
@@ -105,6 +111,7 @@ fn main() -> ExitCode {
     let result = match options.mode.as_str() {
         "throughput" => throughput(&options),
         "memory" => memory(&options),
+        "serve" => serve(&options),
         _ => local(&options),
     };
     match result {
@@ -114,6 +121,26 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Serves the loopback endpoint until standard input closes.
+fn serve(options: &Options) -> Result<(), String> {
+    use std::io::{Read, Write};
+    let server = FakeKinesis::start(options.shards);
+    println!("endpoint={}", server.endpoint());
+    std::io::stdout().flush().map_err(|e| e.to_string())?;
+    // Blocks until the caller closes the pipe (or exits).
+    let _ = std::io::stdin().read_to_end(&mut Vec::new());
+    let counters = server.counters();
+    println!(
+        "put_requests={} entries={} server_cpu_ms={}",
+        counters
+            .put_requests
+            .load(std::sync::atomic::Ordering::Relaxed),
+        counters.entries.load(std::sync::atomic::Ordering::Relaxed),
+        server.cpu().as_millis()
+    );
+    Ok(())
 }
 
 /// `count` user records of 100 random bytes with 16-character random partition keys. With

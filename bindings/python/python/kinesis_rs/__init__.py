@@ -1,7 +1,9 @@
 """kinesis_rs: the Kinesis producer (KPL) and consumer (KCL) of kinesis-rs, for Python.
 
 - ``Producer(stream_name, region=None, endpoint_url=None, **kpl_options)``: ``put`` returns a
-  ``concurrent.futures.Future`` of a ``PutResult``; ``put_async`` an awaitable.
+  ``PutHandle`` (``result()``, ``done()``, ``add_done_callback()``, ``await``, ``to_future()``)
+  of a ``PutResult``; ``put_many`` puts an iterable of ``(key, data)`` tuples in one call;
+  ``put_async`` returns an asyncio future.
 - ``Scheduler(stream_name, application_name, processor_factory, ...)``: a KCL worker whose
   processors follow amazon-kclpy v3's ``RecordProcessorBase`` (see ``kinesis_rs.kcl``).
 """
@@ -15,6 +17,7 @@ from kinesis_rs._native import (
     LeaseLostInput,
     ProcessRecordsInput,
     Producer,
+    PutHandle,
     PutResult,
     Record,
     Scheduler,
@@ -24,6 +27,7 @@ from kinesis_rs._native import (
 from kinesis_rs._native import close_all_producers as _native_close_all_producers
 from kinesis_rs.errors import (
     CheckpointError,
+    CredentialsError,
     KinesisError,
     ProducerClosed,
     PutError,
@@ -43,6 +47,7 @@ __all__ = [
     "Attempt",
     "CheckpointError",
     "Checkpointer",
+    "CredentialsError",
     "InitializeInput",
     "KinesisError",
     "LeaseLostInput",
@@ -50,6 +55,7 @@ __all__ = [
     "Producer",
     "ProducerClosed",
     "PutError",
+    "PutHandle",
     "PutResult",
     "Record",
     "RecordAborted",

@@ -4,6 +4,7 @@ import asyncio
 import concurrent.futures
 import datetime
 from types import TracebackType
+from collections.abc import Generator, Iterable
 from typing import Any, Callable, Literal, Self
 
 _OptionValue = bool | int | str
@@ -45,6 +46,25 @@ class PutResult:
     def successful(self) -> Literal[True]: ...
     def to_dict(self) -> dict[str, Any]: ...
 
+class PutHandle:
+    """The outcome of one put, like a ``concurrent.futures.Future`` (awaitable as well). A put
+    cannot be cancelled."""
+
+    def result(self, timeout: float | None = None) -> PutResult:
+        """Waits (GIL released) up to ``timeout`` s; raises the put's error (RecordExpired, ...,
+        carrying the record) or TimeoutError."""
+    def exception(self, timeout: float | None = None) -> BaseException | None: ...
+    def done(self) -> bool:
+        """Whether the record resolved. Never waits."""
+    def add_done_callback(self, callback: Callable[[PutHandle], object]) -> None:
+        """Calls ``callback(handle)`` once resolved: at once if it is, else on the completer thread."""
+    def cancel(self) -> Literal[False]: ...
+    def cancelled(self) -> Literal[False]: ...
+    def running(self) -> bool: ...
+    def to_future(self) -> concurrent.futures.Future[PutResult]:
+        """A ``concurrent.futures.Future`` of the result (for ``concurrent.futures.wait``)."""
+    def __await__(self) -> Generator[Any, None, PutResult]: ...
+
 class Producer:
     """A Kinesis producer (the KPL's design): aggregation, collection, per-record retries.
 
@@ -57,6 +77,7 @@ class Producer:
         stream_name: str,
         region: str | None = None,
         endpoint_url: str | None = None,
+        verify_credentials: bool = True,
         **kpl_options: _OptionValue,
     ) -> None: ...
     def put(
@@ -64,9 +85,18 @@ class Producer:
         partition_key: str,
         data: bytes | bytearray | memoryview | str,
         explicit_hash_key: str | None = None,
-    ) -> concurrent.futures.Future[PutResult]:
-        """Puts a record; the future fails with RecordExpired, RecordThrottled, RecordRejected or
+    ) -> PutHandle:
+        """Puts a record; the handle fails with RecordExpired, RecordThrottled, RecordRejected or
         RecordAborted, each carrying the record. Raises ValueError for an invalid record."""
+    def put_many(
+        self,
+        records: Iterable[
+            tuple[str, bytes | bytearray | memoryview | str]
+            | tuple[str, bytes | bytearray | memoryview | str, str | None]
+        ],
+    ) -> list[PutHandle]:
+        """Puts every ``(partition_key, data[, explicit_hash_key])`` in one call; all are checked
+        first (a bad one raises, naming its index, and nothing is put)."""
     def put_async(
         self,
         partition_key: str,
@@ -193,6 +223,7 @@ class Scheduler:
         retry_failed_batches: bool = True,
         retrieval_mode: Literal["POLLING", "FANOUT"] | str = "POLLING",
         consumer_name: str | None = None,
+        verify_credentials: bool = True,
         **lease_options: _OptionValue,
     ) -> None: ...
     def start(self) -> None: ...

@@ -104,5 +104,11 @@ class CheckpointError(KinesisError):
         return repr(self.value)
 
 
+class CredentialsError(KinesisError):
+    """No AWS credentials could be loaded when the producer or scheduler started (none in the
+    environment, profile or instance metadata, or the provider failed or timed out). Pass
+    ``verify_credentials=False`` for a provider whose credentials come only later."""
+
+
 class SchedulerError(KinesisError):
     """The consumer could not start (lease table, shard listing, configuration) or stop cleanly."""
