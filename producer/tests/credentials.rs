@@ -63,7 +63,11 @@ async fn without_credentials_the_build_fails_at_once_unless_told_not_to_check() 
     let Err(BuildError::Credentials(error)) = refused else {
         panic!("expected a credentials error, got {:?}", refused.err());
     };
-    assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
     let message = BuildError::Credentials(error).to_string();
     assert!(message.contains("the session was revoked"), "{message}");
     assert!(message.len() < 500, "{message}");
@@ -92,7 +96,12 @@ async fn credentials_lost_mid_run_fail_records_with_short_shared_credentials_err
 
     let mut before = Vec::new();
     for i in 0..100 {
-        before.push(producer.put_data(format!("before-{i}"), vec![7u8; 100]).await.unwrap());
+        before.push(
+            producer
+                .put_data(format!("before-{i}"), vec![7u8; 100])
+                .await
+                .unwrap(),
+        );
     }
     for handle in before {
         handle.await.expect("put while the credentials work");
@@ -102,7 +111,12 @@ async fn credentials_lost_mid_run_fail_records_with_short_shared_credentials_err
     let calls_at_revocation = credentials.calls.load(Ordering::Relaxed);
     let mut after = Vec::new();
     for i in 0..2_000 {
-        after.push(producer.put_data(format!("after-{i}"), vec![9u8; 100]).await.unwrap());
+        after.push(
+            producer
+                .put_data(format!("after-{i}"), vec![9u8; 100])
+                .await
+                .unwrap(),
+        );
     }
     let mut attempt_lists: Vec<Arc<[kinesis_producer::Attempt]>> = Vec::new();
     for (i, handle) in after.into_iter().enumerate() {
@@ -115,10 +129,21 @@ async fn credentials_lost_mid_run_fail_records_with_short_shared_credentials_err
                     let error = attempt.error.as_ref().expect("a failed attempt");
                     assert_eq!(error.code, "CredentialsError", "{error:?}");
                     assert!(error.message.len() <= 300, "{}", error.message);
-                    assert!(error.message.contains("the session was revoked"), "{}", error.message);
-                    assert!(!error.message.contains("DispatchFailure("), "{}", error.message);
+                    assert!(
+                        error.message.contains("the session was revoked"),
+                        "{}",
+                        error.message
+                    );
+                    assert!(
+                        !error.message.contains("DispatchFailure("),
+                        "{}",
+                        error.message
+                    );
                 }
-                if !attempt_lists.iter().any(|seen| Arc::ptr_eq(seen, &attempts)) {
+                if !attempt_lists
+                    .iter()
+                    .any(|seen| Arc::ptr_eq(seen, &attempts))
+                {
                     attempt_lists.push(attempts);
                 }
             }
@@ -127,7 +152,11 @@ async fn credentials_lost_mid_run_fail_records_with_short_shared_credentials_err
     }
     // Aggregated: the 2,000 records travelled in a few Kinesis records, each with one list of
     // attempts that its records share (a copy per record is what cost 1.66 GB before).
-    assert!(attempt_lists.len() <= 40, "{} attempt lists", attempt_lists.len());
+    assert!(
+        attempt_lists.len() <= 40,
+        "{} attempt lists",
+        attempt_lists.len()
+    );
     // The provider was asked again (the SDK's cache saw the credentials expire).
     assert!(credentials.calls.load(Ordering::Relaxed) > calls_at_revocation);
     producer.shutdown().await.unwrap();

@@ -332,7 +332,7 @@ impl Producer {
         let producer = self.producer(py)?;
         let record = user_record(py, partition_key, data, explicit_hash_key)?;
         let handle = Self::submit(py, &producer, record)?;
-        Py::new(py, PutHandle::new(handle))
+        PutHandle::create(py, handle)
     }
 
     /// Puts many records in one call: `records` is an iterable of `(partition_key, data)` or
@@ -362,7 +362,7 @@ impl Producer {
         let mut handles = Vec::with_capacity(parsed.len());
         for record in parsed {
             let handle = Self::submit(py, &producer, record)?;
-            handles.push(Py::new(py, PutHandle::new(handle))?);
+            handles.push(PutHandle::create(py, handle)?);
         }
         PyList::new(py, handles)
     }
@@ -381,9 +381,7 @@ impl Producer {
         let asyncio = py.import("asyncio")?;
         asyncio.call_method0("get_running_loop")?;
         let handle = self.put(py, partition_key, data, explicit_hash_key)?;
-        py.import("kinesis_rs._handles")?
-            .getattr("asyncio_future")?
-            .call1((handle,))
+        handle::helper(py, "asyncio_future")?.call1((handle,))
     }
 
     /// Sends every buffered record now and waits (GIL released) until every record put before
