@@ -109,6 +109,16 @@ pub enum SchedulerError {
     Panicked(String),
 }
 
+/// [`check_credentials`] of one client's request, as a [`SchedulerError`].
+async fn credentials_of<T, E: std::error::Error + 'static>(
+    client: &'static str,
+    signed_request: impl std::future::Future<Output = Result<T, E>>,
+) -> Result<(), SchedulerError> {
+    check_credentials(signed_request, CREDENTIALS_CHECK_TIMEOUT)
+        .await
+        .map_err(|source| SchedulerError::Credentials { client, source })
+}
+
 /// Builds a [`Scheduler`].
 pub struct SchedulerBuilder {
     kinesis: aws_sdk_kinesis::Client,
@@ -240,31 +250,11 @@ impl SchedulerBuilder {
     ) -> Result<Scheduler<F>, SchedulerError> {
         self.lease.validate()?;
         if self.verify_credentials {
-            let signed = self
-                .kinesis
-                .describe_limits()
-                .customize()
-                .interceptor(StopOnceSigned)
-                .send();
-            check_credentials(signed, CREDENTIALS_CHECK_TIMEOUT)
-                .await
-                .map_err(|source| SchedulerError::Credentials {
-                    client: "Kinesis",
-                    source,
-                })?;
+            let kinesis = self.kinesis.describe_limits().customize();
+            credentials_of("Kinesis", kinesis.interceptor(StopOnceSigned).send()).await?;
             if self.store.is_none() {
-                let signed = self
-                    .dynamodb
-                    .describe_limits()
-                    .customize()
-                    .interceptor(StopOnceSigned)
-                    .send();
-                check_credentials(signed, CREDENTIALS_CHECK_TIMEOUT)
-                    .await
-                    .map_err(|source| SchedulerError::Credentials {
-                        client: "DynamoDB",
-                        source,
-                    })?;
+                let dynamodb = self.dynamodb.describe_limits().customize();
+                credentials_of("DynamoDB", dynamodb.interceptor(StopOnceSigned).send()).await?;
             }
         }
         let kinesis = kinesis_with_timeout(&self.kinesis, self.kinesis_call_timeout);

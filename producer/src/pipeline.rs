@@ -576,6 +576,30 @@ impl Pipeline {
                     None => queue.fresh.front(),
                 };
                 let Some(candidate) = candidate else { break };
+                // Records whose RecordTtl passed while they waited (behind the shard's limit, or
+                // for a map) fail now, without taking the shard's tokens: otherwise the records
+                // queued behind a limit would expire at the limit's pace, long after their TTL.
+                if candidate.earliest_expiry <= now {
+                    let entry = match from_retries {
+                        Some(i) => queue.retries.remove(i),
+                        None => queue.fresh.pop_front(),
+                    }
+                    .expect("candidate exists");
+                    self.queued_records -= 1;
+                    self.queued_bytes -= entry.billed_size();
+                    let (alive, dead) = entry.drop_expired(now, aggregation_max_size);
+                    expired.push(dead);
+                    // The survivors of an aggregate keep its place; none of them has expired.
+                    if let Some(alive) = alive {
+                        self.queued_records += 1;
+                        self.queued_bytes += alive.billed_size();
+                        match from_retries {
+                            Some(i) => queue.retries.insert(i, alive),
+                            None => queue.fresh.push_front(alive),
+                        }
+                    }
+                    continue;
+                }
                 let billed = candidate.billed_size();
                 // A record larger than the limit still goes, alone.
                 if !entries.is_empty() && size + billed > max_size {

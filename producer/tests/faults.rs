@@ -543,3 +543,46 @@ fn fail_list_shards(proxy: &FaultProxy) {
         ..Faults::default()
     });
 }
+
+/// Records queued behind a shard's rate limit expire at `RecordTtl`, not at the limit's pace:
+/// with `RateLimit` 1 (10 records/s for one shard) and 400 unaggregated records, the limit would
+/// take 40 s to let them all through; each must still resolve soon after its TTL, the expired
+/// ones without taking the shard's tokens, and the rest put.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_behind_a_rate_limit_expire_at_their_ttl() {
+    let (direct, _proxy, stream, _through_proxy) = setup(KinesisServer::Kinesalite, 1).await;
+    let ttl = Duration::from_millis(1_000);
+    let producer = Producer::builder(direct.clone(), &stream)
+        .aggregation_enabled(false)
+        .rate_limit(1)
+        .record_ttl(ttl)
+        .record_max_buffered_time(Duration::from_millis(10))
+        .build()
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let mut handles = Vec::new();
+    for i in 0..400 {
+        handles.push(
+            producer
+                .put_data(format!("k{i}"), vec![1u8; 10])
+                .await
+                .unwrap(),
+        );
+    }
+    let (mut put, mut expired) = (0, 0);
+    for handle in handles {
+        match tokio::time::timeout(Duration::from_secs(30), handle).await {
+            Ok(Ok(_)) => put += 1,
+            Ok(Err(PutError::Expired { .. })) => expired += 1,
+            Ok(Err(other)) => panic!("unexpected {other}"),
+            Err(_) => panic!("a record was still waiting 30 s after its put"),
+        }
+    }
+    let took = started.elapsed();
+    assert_eq!(put + expired, 400);
+    assert!(put > 0 && expired > 300, "put {put}, expired {expired}");
+    // Limited to 10 records/s, the 400 would take 40 s to pass the limiter one by one.
+    assert!(took < ttl + Duration::from_secs(4), "took {took:?}");
+    producer.shutdown().await.unwrap();
+}
