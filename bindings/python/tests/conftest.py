@@ -18,7 +18,11 @@ import urllib.parse
 import urllib.request
 import uuid
 
+import socket
+
 import pytest
+
+import kinesis_rs
 
 REPO = pathlib.Path(__file__).resolve().parents[3]
 SERVERS_ENV = REPO / ".local" / "run" / "servers.env"
@@ -143,3 +147,16 @@ def kinesis_endpoint() -> str:
 @pytest.fixture
 def dynamodb_endpoint() -> str:
     return endpoint("DYNAMODB_LOCAL_ENDPOINT")
+
+
+def producer(stream: str, endpoint: str, **options) -> kinesis_rs.Producer:
+    """A producer of `stream` on a local server, in the test region."""
+    return kinesis_rs.Producer(stream, region=REGION, endpoint_url=endpoint, **options)
+
+
+def closed_port_url() -> str:
+    """An endpoint nothing listens on: connections are refused."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"http://127.0.0.1:{port}"

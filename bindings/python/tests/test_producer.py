@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import concurrent.futures
-import socket
 import subprocess
 import sys
 import textwrap
@@ -15,19 +14,7 @@ import time
 import pytest
 
 import kinesis_rs
-from conftest import REGION, create_stream, kinesis
-
-
-def producer(stream: str, endpoint: str, **options) -> kinesis_rs.Producer:
-    return kinesis_rs.Producer(stream, region=REGION, endpoint_url=endpoint, **options)
-
-
-def closed_port_url() -> str:
-    """An endpoint nothing listens on: connections are refused."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    return f"http://127.0.0.1:{port}"
+from conftest import REGION, closed_port_url, create_stream, kinesis, producer
 
 
 def test_put_returns_a_handle_of_the_records_place(kinesis_endpoint):
