@@ -579,37 +579,19 @@ impl Pipeline {
                 // Records whose RecordTtl passed while they waited (behind the shard's limit, or
                 // for a map) fail now, without taking the shard's tokens: otherwise the records
                 // queued behind a limit would expire at the limit's pace, long after their TTL.
-                if candidate.earliest_expiry <= now {
-                    let entry = match from_retries {
-                        Some(i) => queue.retries.remove(i),
-                        None => queue.fresh.pop_front(),
-                    }
-                    .expect("candidate exists");
-                    self.queued_records -= 1;
-                    self.queued_bytes -= entry.billed_size();
-                    let (alive, dead) = entry.drop_expired(now, aggregation_max_size);
-                    expired.push(dead);
-                    // The survivors of an aggregate keep its place; none of them has expired.
-                    if let Some(alive) = alive {
-                        self.queued_records += 1;
-                        self.queued_bytes += alive.billed_size();
-                        match from_retries {
-                            Some(i) => queue.retries.insert(i, alive),
-                            None => queue.fresh.push_front(alive),
-                        }
-                    }
-                    continue;
-                }
+                let expired_here = candidate.earliest_expiry <= now;
                 let billed = candidate.billed_size();
-                // A record larger than the limit still goes, alone.
-                if !entries.is_empty() && size + billed > max_size {
-                    break 'shards;
-                }
-                if let Some(limiter) = &mut queue.limiter
-                    && let Err(wait) = limiter.try_acquire(now, billed)
-                {
-                    queue.limited_until = Some(now + wait);
-                    break;
+                if !expired_here {
+                    // A record larger than the limit still goes, alone.
+                    if !entries.is_empty() && size + billed > max_size {
+                        break 'shards;
+                    }
+                    if let Some(limiter) = &mut queue.limiter
+                        && let Err(wait) = limiter.try_acquire(now, billed)
+                    {
+                        queue.limited_until = Some(now + wait);
+                        break;
+                    }
                 }
                 let entry = match from_retries {
                     Some(i) => queue.retries.remove(i),
@@ -620,11 +602,21 @@ impl Pipeline {
                 self.queued_bytes -= billed;
                 let (alive, dead) = entry.drop_expired(now, aggregation_max_size);
                 expired.push(dead);
-                if let Some(entry) = alive {
-                    size += entry.billed_size();
-                    taken_here += 1;
-                    entries.push(entry);
+                let Some(entry) = alive else { continue };
+                if expired_here {
+                    // The survivors of an aggregate keep its place; none of them has expired, so
+                    // the next turn weighs them against the limit.
+                    self.queued_records += 1;
+                    self.queued_bytes += entry.billed_size();
+                    match from_retries {
+                        Some(i) => queue.retries.insert(i, entry),
+                        None => queue.fresh.push_front(entry),
+                    }
+                    continue;
                 }
+                size += entry.billed_size();
+                taken_here += 1;
+                entries.push(entry);
             }
         }
         for dead in expired {

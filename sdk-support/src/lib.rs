@@ -15,7 +15,6 @@
 #![cfg_attr(doctest, doc = include_str!("../README.md"))]
 
 use std::error::Error;
-use std::fmt::Write as _;
 use std::future::Future;
 use std::time::Duration;
 
@@ -45,7 +44,7 @@ pub fn error_text(error: &(dyn Error + 'static), max: usize) -> String {
             if !text.is_empty() {
                 text.push_str(": ");
             }
-            let _ = write!(text, "{part}");
+            text.push_str(part);
         }
         if text.len() > max {
             break;

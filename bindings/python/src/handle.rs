@@ -28,10 +28,8 @@ use std::task::{Context, Poll, Wake, Waker};
 use std::time::{Duration, Instant};
 
 use kinesis_producer::{PutError, PutOutcome};
-use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::PyTuple;
 
 use crate::errors;
 use crate::producer::PutResult;
@@ -424,56 +422,16 @@ impl PutHandle {
     }
 
     fn __repr__(slf: &Bound<'_, Self>) -> String {
-        let done = Self::done(slf);
+        // Settles it first: a handle whose outcome has arrived says so.
+        Self::done(slf);
         match &*slf.get().lock() {
-            State::Pending(_) if !done => "PutHandle(pending)".to_owned(),
+            State::Pending(_) => "PutHandle(pending)".to_owned(),
             State::Put(outcome) => format!(
                 "PutHandle(put: shard_id={:?}, sequence_number={:?})",
                 outcome.shard_id.as_str(),
                 outcome.sequence_number.as_str()
             ),
             State::Failed(err) => format!("PutHandle(failed: {err})"),
-            State::Pending(_) => "PutHandle(pending)".to_owned(),
         }
     }
-}
-
-/// One `put_many` item: `(partition_key, data)` or `(partition_key, data, explicit_hash_key)`.
-pub(crate) fn record_item<'py>(
-    item: &Bound<'py, PyAny>,
-    index: usize,
-) -> PyResult<(String, Bound<'py, PyAny>, Option<String>)> {
-    let shape_error = || {
-        let kind = item
-            .get_type()
-            .name()
-            .map_or_else(|_| "?".to_owned(), |n| n.to_string());
-        PyTypeError::new_err(format!(
-            "put_many: item {index} must be a (partition_key, data[, explicit_hash_key]) tuple, not {kind}"
-        ))
-    };
-    let tuple = item.cast::<PyTuple>().map_err(|_| shape_error())?;
-    let (key, data, explicit) = match tuple.len() {
-        2 => (tuple.get_item(0)?, tuple.get_item(1)?, None),
-        3 => (
-            tuple.get_item(0)?,
-            tuple.get_item(1)?,
-            Some(tuple.get_item(2)?),
-        ),
-        _ => return Err(shape_error()),
-    };
-    let key: String = key.extract().map_err(|_| {
-        PyTypeError::new_err(format!(
-            "put_many: item {index}: the partition key must be a str"
-        ))
-    })?;
-    let explicit = match explicit {
-        Some(value) if !value.is_none() => Some(value.extract::<String>().map_err(|_| {
-            PyTypeError::new_err(format!(
-                "put_many: item {index}: the explicit hash key must be a str or None"
-            ))
-        })?),
-        _ => None,
-    };
-    Ok((key, data, explicit))
 }

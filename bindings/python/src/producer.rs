@@ -17,7 +17,7 @@ use kinesis_producer::{BuildError, ProducerConfig, PutOutcome, SubmitError, User
 use pyo3::buffer::PyBuffer;
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyDict, PyList, PyString};
+use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
 
 use crate::errors;
 use crate::handle::{self, PutHandle};
@@ -153,6 +153,46 @@ fn data_bytes(py: Python<'_>, data: &Bound<'_, PyAny>) -> PyResult<Bytes> {
             data.get_type().name()?
         ))),
     }
+}
+
+/// One `put_many` item: `(partition_key, data)` or `(partition_key, data, explicit_hash_key)`.
+fn record_item<'py>(
+    item: &Bound<'py, PyAny>,
+    index: usize,
+) -> PyResult<(String, Bound<'py, PyAny>, Option<String>)> {
+    let shape_error = || {
+        let kind = item
+            .get_type()
+            .name()
+            .map_or_else(|_| "?".to_owned(), |n| n.to_string());
+        PyTypeError::new_err(format!(
+            "put_many: item {index} must be a (partition_key, data[, explicit_hash_key]) tuple, not {kind}"
+        ))
+    };
+    let tuple = item.cast::<PyTuple>().map_err(|_| shape_error())?;
+    let (key, data, explicit) = match tuple.len() {
+        2 => (tuple.get_item(0)?, tuple.get_item(1)?, None),
+        3 => (
+            tuple.get_item(0)?,
+            tuple.get_item(1)?,
+            Some(tuple.get_item(2)?),
+        ),
+        _ => return Err(shape_error()),
+    };
+    let key: String = key.extract().map_err(|_| {
+        PyTypeError::new_err(format!(
+            "put_many: item {index}: the partition key must be a str"
+        ))
+    })?;
+    let explicit = match explicit {
+        Some(value) if !value.is_none() => Some(value.extract::<String>().map_err(|_| {
+            PyTypeError::new_err(format!(
+                "put_many: item {index}: the explicit hash key must be a str or None"
+            ))
+        })?),
+        _ => None,
+    };
+    Ok((key, data, explicit))
 }
 
 /// A validated record from `put`'s arguments (`ValueError` for a bad key or size, `TypeError`
@@ -347,7 +387,7 @@ impl Producer {
         let producer = self.producer(py)?;
         let mut parsed = Vec::with_capacity(records.len().unwrap_or(0));
         for (index, item) in records.try_iter()?.enumerate() {
-            let (key, data, explicit) = handle::record_item(&item?, index)?;
+            let (key, data, explicit) = record_item(&item?, index)?;
             let record = user_record(py, key, &data, explicit.as_deref()).map_err(|err| {
                 let message = err.value(py).to_string();
                 let wrapped = format!("put_many: item {index}: {message}; nothing was put");

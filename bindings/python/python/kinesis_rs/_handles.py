@@ -18,7 +18,7 @@ def asyncio_future(handle) -> asyncio.Future:
 
     def resolved(handle) -> None:
         try:
-            loop.call_soon_threadsafe(_copy_to_asyncio, handle, future)
+            loop.call_soon_threadsafe(_copy, handle, future)
         except RuntimeError:
             pass  # the loop is closed: nobody is left to await it
 
@@ -26,7 +26,9 @@ def asyncio_future(handle) -> asyncio.Future:
     return future
 
 
-def _copy_to_asyncio(handle, future: asyncio.Future) -> None:
+def _copy(handle, future) -> None:
+    """The handle's outcome into an asyncio or concurrent.futures future (the asyncio one may have
+    been cancelled by its awaiter meanwhile)."""
     if future.cancelled():
         return
     error = handle.exception(0)
@@ -41,12 +43,5 @@ def concurrent_future(handle) -> concurrent.futures.Future:
     future = concurrent.futures.Future()
     future.set_running_or_notify_cancel()
 
-    def resolved(handle) -> None:
-        error = handle.exception(0)
-        if error is None:
-            future.set_result(handle.result(0))
-        else:
-            future.set_exception(error)
-
-    handle.add_done_callback(resolved)
+    handle.add_done_callback(lambda handle: _copy(handle, future))
     return future
