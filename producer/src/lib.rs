@@ -30,7 +30,10 @@
 //!   (`ListShards` failing at start) records go on their own within one shard's rate limits, and
 //!   the listing is retried after 1 s doubling to 30 s.
 //! - `PutRecords` failures are retried per entry (`FailedRecordCount`, `ErrorCode`); whole-request
-//!   failures (throttling, 5xx, timeouts, resets) retry the whole request. A record not put within
+//!   failures (throttling, 5xx, timeouts, resets) retry the whole request, paced for the whole
+//!   stream by a request circuit: after three in a row one request at a time goes, about one a
+//!   second, until one is answered, so an outage costs at most 60 requests in 40 s however many
+//!   records and shards wait (the [`metrics::REQUEST_CIRCUIT_OPENED`] counter). A record not put within
 //!   `RecordTtl` fails with [`PutError::Expired`], which gives the record back with every attempt.
 //!   Errors retrying cannot fix (stream not found, access denied) fail at once.
 //! - `put` waits for room; [`Producer::try_put`] gives the record back when full. Memory is bounded:
@@ -74,6 +77,7 @@
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
 
+mod circuit;
 mod completion;
 mod config;
 mod entry;

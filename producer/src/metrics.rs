@@ -38,3 +38,7 @@ pub const USER_RECORDS_PER_PUT_RECORDS_REQUEST: &str = "UserRecordsPerPutRecords
 /// KPL does with its "Wrong Shard" retries. Their first copies stay in the stream, where a KCL
 /// drops an aggregate with a member outside its shard's range.
 pub const WRONG_SHARD: &str = "WrongShard";
+/// Counter: times the request circuit opened after whole `PutRecords` requests kept failing
+/// (5xx, request throttling, timeouts, resets): from then on one request at a time goes, about one
+/// a second, until one is answered. Not a KPL metric (the KPL has no such circuit).
+pub const REQUEST_CIRCUIT_OPENED: &str = "RequestCircuitOpened";

@@ -21,6 +21,7 @@ use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio::time::Instant;
 use tracing::Instrument;
 
+use crate::circuit::{Allowance, RequestCircuit};
 use crate::completion::Slot;
 use crate::config::ProducerConfig;
 use crate::entry::{
@@ -137,6 +138,11 @@ pub(crate) struct Pipeline {
     /// Whether the last request failed for want of credentials: logged once per outage, not per
     /// request or record.
     credentials_failing: bool,
+    /// The retry budget of whole-request failures, shared by every shard ([`crate::circuit`]).
+    circuit: RequestCircuit,
+    /// No queued entry expires before this (a lower bound: entries sent since may have set it);
+    /// see [`Pipeline::expire_queued`].
+    next_queued_expiry: Instant,
 }
 
 /// Messages handled per wake-up before the pipeline looks at its timers and sends.
@@ -146,6 +152,11 @@ const MIN_MAP_REFRESH_GAP: Duration = Duration::from_secs(1);
 /// The backoff after a failed shard-map listing: the KPL's 1 s doubling to 30 s.
 const MAP_RETRY_MIN: Duration = Duration::from_secs(1);
 const MAP_RETRY_MAX: Duration = Duration::from_secs(30);
+/// Further than any timer the pipeline sets.
+const FAR: Duration = Duration::from_secs(3600);
+/// The least time between two sweeps of the queues for expired records (how late a record may
+/// expire while nothing can be sent).
+const EXPIRY_SWEEP_GAP: Duration = Duration::from_millis(50);
 /// The error code of an attempt whose aggregate went to an unexpected shard (the KPL's "Wrong
 /// Shard").
 pub(crate) const WRONG_SHARD_CODE: &str = "WrongShard";
@@ -206,6 +217,8 @@ impl Pipeline {
             closing: false,
             commands_open: true,
             credentials_failing: false,
+            circuit: RequestCircuit::new(),
+            next_queued_expiry: now + FAR,
         }
     }
 
@@ -240,6 +253,7 @@ impl Pipeline {
             }
             let now = Instant::now();
             self.expire_parked(now);
+            self.expire_queued(now);
             self.flush_due_buffers(now);
             self.refresh_map_if_due(now);
             self.dispatch(now);
@@ -360,6 +374,7 @@ impl Pipeline {
     }
 
     fn enqueue_at(&mut self, shard: ShardKey, entry: Entry, at: Place) {
+        self.next_queued_expiry = self.next_queued_expiry.min(entry.earliest_expiry);
         self.queued_records += 1;
         self.queued_bytes += entry.billed_size();
         let queue = self.queue(&shard);
@@ -424,12 +439,18 @@ impl Pipeline {
 
     /// When the pipeline must next look at its timers.
     fn next_wakeup(&self, now: Instant) -> Instant {
-        let far = now + Duration::from_secs(3600);
+        let far = now + FAR;
         let mut wake = if self.closing && self.parked.is_empty() {
             far
         } else {
             self.next_map_refresh.min(far)
         };
+        if self.queued_records > 0 {
+            wake = wake.min(self.next_queued_expiry);
+        }
+        if let Allowance::WaitUntil(until) = self.circuit.allowance(now) {
+            wake = wake.min(until);
+        }
         for entry in &self.parked {
             wake = wake.min(entry.earliest_expiry);
         }
@@ -439,7 +460,7 @@ impl Pipeline {
                 wake = wake.min(first + max_buffered);
             }
         }
-        if self.can_send() {
+        if self.can_send(now) {
             let ordered = self.config.ordered_per_shard;
             let waiting_for_closed = if ordered {
                 self.closed_ranges_in_flight()
@@ -474,9 +495,14 @@ impl Pipeline {
         wake.max(now)
     }
 
-    /// Whether another request may go: fewer than `MaxConnections` in flight, and room left under
-    /// `MaxInFlightBytes` (or nothing in flight).
-    fn can_send(&self) -> bool {
+    /// Whether another request may go: the request circuit allows it, fewer than `MaxConnections`
+    /// are in flight, and there is room left under `MaxInFlightBytes` (or nothing in flight).
+    fn can_send(&self, now: Instant) -> bool {
+        match self.circuit.allowance(now) {
+            Allowance::WaitUntil(_) => return false,
+            Allowance::One => return self.in_flight.is_empty(),
+            Allowance::Unlimited => {}
+        }
         if self.in_flight.is_empty() {
             return true;
         }
@@ -490,7 +516,7 @@ impl Pipeline {
 
     /// Sends as many requests as are due, within `MaxConnections` and `MaxInFlightBytes`.
     fn dispatch(&mut self, now: Instant) {
-        while self.can_send() && self.queued_records > 0 {
+        while self.can_send(now) && self.queued_records > 0 {
             if !self.request_due(now) {
                 return;
             }
@@ -730,15 +756,20 @@ impl Pipeline {
                         entries.len()
                     ),
                 };
+                self.note_request_failure(&error, now);
                 return self.fail_all(entries, error, now, started);
             }
             Err(error) => {
                 let error = request_error(&error);
                 self.note_credentials(error.code == CREDENTIALS_ERROR_CODE, &error.message);
+                self.note_request_failure(&error, now);
                 return self.fail_all(entries, error, now, started);
             }
         };
         self.note_credentials(false, "");
+        if self.circuit.record_success() {
+            tracing::info!(stream = %self.stream, "PutRecords answered again: the request circuit is closed");
+        }
         let mut retries: Vec<(ShardKey, Entry)> = Vec::new();
         let mut astray: Vec<Entry> = Vec::new();
         let mut touched: Vec<ShardKey> = Vec::new();
@@ -794,7 +825,7 @@ impl Pipeline {
                         },
                     };
                     entry.end_attempt(now, started, Some(error.clone()));
-                    if let Some(entry) = self.handle_failure(entry, &error, now) {
+                    if let Some(entry) = self.handle_failure(entry, &error, now, false) {
                         retries.push((entry.predicted.clone(), entry));
                     }
                 }
@@ -950,6 +981,46 @@ impl Pipeline {
         }
     }
 
+    /// Fails the queued records whose `RecordTtl` has passed. `collect` expires the records it
+    /// meets; this sweep is for the times nothing can be sent (an open request circuit,
+    /// `MaxConnections` requests in flight), so that records still fail on time. It runs only when
+    /// an entry may have expired, at most every [`EXPIRY_SWEEP_GAP`].
+    fn expire_queued(&mut self, now: Instant) {
+        if now < self.next_queued_expiry {
+            return;
+        }
+        let max_size = self.config.aggregation_max_size;
+        let mut next = now + FAR;
+        let mut expired = Vec::new();
+        for queue in self.queues.values_mut() {
+            for list in [&mut queue.retries, &mut queue.fresh] {
+                if list.iter().all(|e| e.earliest_expiry > now) {
+                    next = list
+                        .iter()
+                        .map(|e| e.earliest_expiry)
+                        .fold(next, Instant::min);
+                    continue;
+                }
+                for entry in std::mem::take(list) {
+                    self.queued_records -= 1;
+                    self.queued_bytes -= entry.billed_size();
+                    let (alive, dead) = entry.drop_expired(now, max_size);
+                    expired.push(dead);
+                    if let Some(entry) = alive {
+                        next = next.min(entry.earliest_expiry);
+                        self.queued_records += 1;
+                        self.queued_bytes += entry.billed_size();
+                        list.push_back(entry);
+                    }
+                }
+            }
+        }
+        self.next_queued_expiry = next.max(now + EXPIRY_SWEEP_GAP);
+        for dead in expired {
+            self.expire(dead);
+        }
+    }
+
     /// Logs the start and the end of a credentials outage, once each.
     fn note_credentials(&mut self, failing: bool, message: &str) {
         if failing && !self.credentials_failing {
@@ -974,7 +1045,7 @@ impl Pipeline {
     ) {
         for mut entry in entries {
             entry.end_attempt(now, started, Some(error.clone()));
-            if let Some(entry) = self.handle_failure(entry, &error, now) {
+            if let Some(entry) = self.handle_failure(entry, &error, now, true) {
                 self.enqueue(entry.predicted.clone(), entry, true);
             }
         }
@@ -1001,13 +1072,41 @@ impl Pipeline {
         entry.succeed(shard_id, sequence, &mut self.ledger);
     }
 
+    /// Counts a whole-request failure worth retrying against the request circuit.
+    fn note_request_failure(&mut self, error: &AttemptError, now: Instant) {
+        let retried = match classify(&error.code) {
+            ErrorClass::Transient => true,
+            ErrorClass::Throttled => !self.config.fail_if_throttled,
+            ErrorClass::Fatal => false,
+        };
+        if !retried {
+            return;
+        }
+        let was_open = self.circuit.is_open();
+        if self.circuit.record_failure(now) && !was_open {
+            metrics::counter!(m::REQUEST_CIRCUIT_OPENED, "stream" => self.stream.to_string())
+                .increment(1);
+            tracing::warn!(
+                stream = %self.stream,
+                code = %error.code,
+                error = %error.message,
+                "PutRecords keeps failing: the request circuit is open, one request at a time, \
+                 about one a second, until one is answered"
+            );
+        }
+    }
+
     /// Decides what a failed attempt means for an entry: retry it later (returned), or resolve its
-    /// records now.
+    /// records now. After a whole-request failure (`whole_request`) the entry is due again at
+    /// once: the request circuit paces such retries for the whole stream, so that the records go
+    /// as soon as the service answers again rather than after a per-record backoff grown during
+    /// the outage.
     fn handle_failure(
         &mut self,
         mut entry: Entry,
         error: &AttemptError,
         now: Instant,
+        whole_request: bool,
     ) -> Option<Entry> {
         let class = classify(&error.code);
         let shard = entry
@@ -1035,7 +1134,11 @@ impl Pipeline {
             });
             return None;
         }
-        let delay = entry.next_backoff(self.config.min_backoff, self.config.max_backoff);
+        let delay = if whole_request {
+            Duration::ZERO
+        } else {
+            entry.next_backoff(self.config.min_backoff, self.config.max_backoff)
+        };
         // Never wait past the first expiry: the record must fail with Expired on time.
         entry.not_before = (now + delay).min(entry.earliest_expiry);
         let (alive, dead) = entry.drop_expired(now, self.config.aggregation_max_size);

@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 
 use kinesis_producer::{Producer, ProducerBuilder, PutError, PutHandle, SubmitError, UserRecord};
 use kinesis_test_support::proxy::{
-    EntryFailures, ErrorResponse, FaultKind, FaultProxy, Faults, Latency, RequestErrors, Targets,
+    EntryFailures, ErrorResponse, FaultKind, FaultProxy, Faults, Latency, RequestErrors, Resets,
+    Targets,
 };
 use kinesis_test_support::{KinesisServer, create_stream, kinesis_client, sdk_config, unique_name};
 
@@ -585,4 +586,88 @@ async fn records_behind_a_rate_limit_expire_at_their_ttl() {
     // Limited to 10 records/s, the 400 would take 40 s to pass the limiter one by one.
     assert!(took < ttl + Duration::from_secs(4), "took {took:?}");
     producer.shutdown().await.unwrap();
+}
+
+/// A full outage of PutRecords (every request answered with a 5xx or a request throttle, or
+/// reset) for 40 s while records keep coming: the request circuit holds the producer to about one
+/// request a second, and once the stream answers again every record goes within seconds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outage_costs_at_most_sixty_requests_in_forty_seconds_and_nothing_is_lost() {
+    const OUTAGE: Duration = Duration::from_secs(40);
+    const RECORDS: usize = 20_000;
+    let (direct, proxy, stream, client) = setup(KinesisServer::Kinesalite, 8).await;
+    let producer = Producer::builder(client, &stream)
+        .record_ttl(Duration::from_secs(120))
+        .record_max_buffered_time(Duration::from_millis(20))
+        .build()
+        .await
+        .unwrap();
+    proxy.set_faults(Faults {
+        errors: RequestErrors {
+            targets: Targets::only(["PutRecords"]),
+            rate: 1.0,
+            responses: vec![
+                ErrorResponse::InternalError,
+                ErrorResponse::ServiceUnavailable,
+                ErrorResponse::LimitExceeded,
+            ],
+        },
+        resets: Resets {
+            targets: Targets::only(["PutRecords"]),
+            before_forwarding: 0.1,
+            after_forwarding: 0.0,
+        },
+        ..Faults::default()
+    });
+    proxy.reset_stats();
+    let outage_started = Instant::now();
+    // Records keep coming for the first half of the outage, over every shard.
+    let mut records = Vec::with_capacity(RECORDS);
+    let mut handles = Vec::with_capacity(RECORDS);
+    for i in 0..RECORDS {
+        let record = UserRecord::new(format!("key-{i}"), format!("value-{i}")).unwrap();
+        records.push(record.clone());
+        handles.push(producer.put(record).await.unwrap());
+        if i % 1_000 == 999 {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    }
+    tokio::time::sleep(OUTAGE.saturating_sub(outage_started.elapsed())).await;
+    let during = proxy.stats();
+    proxy.set_faults(Faults::none());
+    let recovered = Instant::now();
+    let requests = during.received("PutRecords");
+    assert!(
+        during.faults(FaultKind::RequestError) + during.faults(FaultKind::ResetBeforeForwarding)
+            >= requests,
+        "every request of the outage failed: {during:?}"
+    );
+    let mut last_done = recovered;
+    let mut outcomes = Vec::with_capacity(RECORDS);
+    for handle in handles {
+        let outcome = tokio::time::timeout(Duration::from_secs(60), handle)
+            .await
+            .expect("every record resolves")
+            .expect("nothing lost: every record is put once the stream answers");
+        last_done = Instant::now();
+        assert!(outcome.attempts.last().unwrap().is_success());
+        outcomes.push(outcome);
+    }
+    let recovery = last_done - recovered;
+    eprintln!(
+        "outage: {requests} PutRecords requests in {OUTAGE:?}; every record put {recovery:?} after it ended"
+    );
+    assert!(
+        requests <= 60,
+        "{requests} requests during a {OUTAGE:?} outage"
+    );
+    assert!(requests >= 10, "the producer kept probing: {requests}");
+    // The circuit's longest wait is 1 s; a loaded machine gets a little more.
+    assert!(
+        recovery < Duration::from_secs(3),
+        "recovered in {recovery:?}"
+    );
+    producer.shutdown().await.unwrap();
+    // No request of the outage reached the server: each record is stored exactly once.
+    common::expect_each_stored_once(&direct, &stream, &records, &outcomes).await;
 }
